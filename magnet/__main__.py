@@ -1,0 +1,5 @@
+"""``python -m magnet`` runs the ``magnetar`` command line."""
+
+from magnet.cli import main
+
+main()
