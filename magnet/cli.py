@@ -9,6 +9,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """magnetar: resolve magnet links, run DHT nodes, crawl the DHT."""
+
+
 @app.command()
 def version() -> None:
     """Print magnetar's version."""
