@@ -1,0 +1,110 @@
+"""dht.Node over real UDP sockets on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import pytest
+
+from dht.node import DhtQueryError, Node
+from dht.protocol import DhtConfig
+
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T], timeout: float = 30.0) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+async def start_network(count: int) -> list[Node]:
+    first = await Node("127.0.0.1", 0, bootstrap_routers=[]).start()
+    nodes = [first]
+    for _ in range(count - 1):
+        node = await Node("127.0.0.1", 0, bootstrap_routers=[first.addr]).start()
+        await node.bootstrap()
+        nodes.append(node)
+    return nodes
+
+
+def test_ping_find_node_announce_and_get_peers() -> None:
+    async def main() -> None:
+        nodes = await start_network(12)
+        try:
+            answer = await nodes[1].ping(nodes[2].addr)
+            assert answer.response.id == nodes[2].node_id
+            target = nodes[7].node_id
+            found = await nodes[3].find_node(target)
+            assert found and found[0].id == target
+            info_hash = os.urandom(20)
+            assert await nodes[4].announce(info_hash, 5555) >= 1
+            peers = [p async for p in nodes[9].get_peers(info_hash)]
+            assert ("127.0.0.1", 5555) in peers
+        finally:
+            for n in nodes:
+                n.close()
+
+    run(main())
+
+
+def test_ping_to_nobody_times_out() -> None:
+    async def main() -> None:
+        cfg = DhtConfig(query_timeout_s=0.3)
+        async with Node("127.0.0.1", 0, bootstrap_routers=[], config=cfg) as node:
+            silent = await Node(
+                "127.0.0.1", 0, bootstrap_routers=[], config=DhtConfig(read_only=True)
+            ).start()
+            try:
+                with pytest.raises(DhtQueryError, match="timeout"):
+                    await node.ping(silent.addr)
+            finally:
+                silent.close()
+
+    run(main())
+
+
+def test_node_survives_garbage_and_keeps_answering() -> None:
+    async def main() -> None:
+        async with (
+            Node("127.0.0.1", 0, bootstrap_routers=[]) as node,
+            Node("127.0.0.1", 0, bootstrap_routers=[]) as client,
+        ):
+            loop = asyncio.get_running_loop()
+            transport, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+            )
+            try:
+                for junk in (
+                    b"",
+                    b"\x00" * 100,
+                    b"d1:ad2:id3:abce1:q4:ping1:t1:x1:y1:qe",
+                    os.urandom(500),
+                ):
+                    transport.sendto(junk, node.addr)
+                await asyncio.sleep(0.05)
+            finally:
+                transport.close()
+            answer = await client.ping(node.addr)
+            assert answer.response.id == node.node_id
+            assert node.core.stats.dropped.get("garbage", 0) >= 2
+
+    run(main())
+
+
+def test_get_peers_on_an_empty_dht_ends_with_a_summary() -> None:
+    async def main() -> None:
+        nodes = await start_network(3)
+        try:
+            stream = nodes[1].get_peers(os.urandom(20))
+            assert [p async for p in stream] == []
+            assert stream.result is not None and stream.result.replied >= 1
+        finally:
+            for n in nodes:
+                n.close()
+
+    run(main())
