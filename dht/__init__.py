@@ -2,5 +2,32 @@
 
 The protocol logic lives in sans-IO cores (``dht.protocol.DhtProtocol`` and the units it is
 built from); ``dht.Node`` drives one over an asyncio UDP socket, and ``dht.simulation`` drives
-many on a virtual clock.
+many on a virtual clock. Submodules are imported on first use to keep start-up fast.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dht.node import DhtQueryError, Node, PeerStream
+    from dht.protocol import DhtConfig, DhtProtocol
+
+__all__ = ["DhtConfig", "DhtProtocol", "DhtQueryError", "Node", "PeerStream"]
+
+_LAZY = {
+    "Node": "dht.node",
+    "PeerStream": "dht.node",
+    "DhtQueryError": "dht.node",
+    "DhtConfig": "dht.protocol",
+    "DhtProtocol": "dht.protocol",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dht' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -22,12 +22,32 @@ __all__ = [
     "distance",
     "id_to_int",
     "int_to_id",
+    "parse_info_hash",
     "random_id",
     "random_id_in_bucket",
 ]
 
 ID_LEN = 20
 ID_BITS = 160
+
+
+def parse_info_hash(text: str) -> bytes:
+    """A v1 info-hash as 40 hex digits or 32 base32 characters -> 20 bytes (ValueError)."""
+    text = text.strip()
+    if len(text) == 40:
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    elif len(text) == 32:
+        import base64
+        import binascii
+
+        try:
+            return base64.b32decode(text.upper())
+        except (binascii.Error, ValueError):
+            pass
+    raise ValueError(f"{text!r} is not an info-hash (40 hex digits or 32 base32 characters)")
 
 
 def id_to_int(node_id: bytes) -> int:

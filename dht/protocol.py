@@ -182,6 +182,7 @@ class DhtProtocol:
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         out = self._out
         self._out = []
+        self.stats.sent += len(out)
         return out
 
     def next_event(self) -> DhtEvent | None:
@@ -305,6 +306,31 @@ class DhtProtocol:
             for p in self._tx.pending():
                 if type(p.owner) is tuple and p.owner[0] is state:
                     self._tx.cancel(p)
+
+    def status(self, now: float) -> dict[str, Any]:
+        """A snapshot for status lines and metrics (plain JSON-able values)."""
+        good, questionable, bad = self.routing.counts(now)
+        st = self.stats
+        return {
+            "nodes": len(self.routing),
+            "good": good,
+            "questionable": questionable,
+            "bad": bad,
+            "buckets": self.routing.bucket_count,
+            "received": st.received,
+            "sent": st.sent,
+            "queries_in": dict(st.queries_in),
+            "queries_out": dict(st.queries_out),
+            "responses_in": st.responses_in,
+            "errors_in": st.errors_in,
+            "errors_out": st.errors_out,
+            "timeouts": st.timeouts,
+            "dropped": dict(st.dropped),
+            "info_hashes": len(self.storage),
+            "peers": self.storage.peer_count,
+            "lookups": len(self._lookups),
+            "pending": len(self._tx),
+        }
 
     @property
     def active_lookups(self) -> int:
