@@ -14,12 +14,26 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Final, Literal
 
 import bencode2
 
 from magnet.metadata import piece_length
+from magnet.peerevents import (
+    NEED_DATA,
+    ConnectionClosed,
+    DhtPort,
+    ExtHandshake,
+    HandshakeReceived,
+    Ignored,
+    LocalProtocolError,
+    MetadataData,
+    MetadataReject,
+    MetadataRequest,
+    NeedData,
+    PeerEvent,
+    Violation,
+)
 
 __all__ = [
     "CLIENT_VERSION",
@@ -133,117 +147,6 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
 
 
-class NeedData(enum.Enum):
-    """Type of the `NEED_DATA` sentinel (an enum so that ``is NEED_DATA`` narrows types)."""
-
-    NEED_DATA = "NEED_DATA"
-
-
-#: Returned by `PeerConnection.next_event` when no whole event is buffered yet.
-NEED_DATA: Final = NeedData.NEED_DATA
-
-
-class LocalProtocolError(Exception):
-    """The caller used the connection wrongly (sent out of order, or after the end)."""
-
-
-@dataclass(frozen=True, slots=True)
-class HandshakeReceived:
-    """The peer's BEP 3 handshake arrived."""
-
-    info_hash: bytes
-    peer_id: bytes
-    reserved: bytes
-
-    @property
-    def supports_extensions(self) -> bool:
-        """BEP 10 extension protocol bit."""
-        return bool(self.reserved[5] & 0x10)
-
-    @property
-    def supports_dht(self) -> bool:
-        """BEP 5 DHT bit: the peer may send a PORT message."""
-        return bool(self.reserved[7] & 0x01)
-
-    @property
-    def supports_fast(self) -> bool:
-        """BEP 6 fast extension bit."""
-        return bool(self.reserved[7] & 0x04)
-
-
-@dataclass(frozen=True, slots=True)
-class ExtHandshake:
-    """A BEP 10 extension handshake (id 0); ``m`` is this message's map, 0 = disabled."""
-
-    m: dict[str, int]
-    metadata_size: int | None
-    client: str | None
-    reqq: int | None
-    yourip: bytes | None
-    listen_port: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class MetadataRequest:
-    """BEP 9 msg_type 0: the peer asks for a piece of the info dict."""
-
-    piece: int
-
-
-@dataclass(frozen=True, slots=True)
-class MetadataData:
-    """BEP 9 msg_type 1: a piece of the info dict (length checked against ``total_size``)."""
-
-    piece: int
-    total_size: int
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class MetadataReject:
-    """BEP 9 msg_type 2: the peer will not send that piece."""
-
-    piece: int
-
-
-@dataclass(frozen=True, slots=True)
-class DhtPort:
-    """BEP 5 PORT message: the peer runs a DHT node on this UDP port."""
-
-    port: int
-
-
-@dataclass(frozen=True, slots=True)
-class Ignored:
-    """A well-framed message we do not act on; ``kind`` names it (e.g. "bitfield")."""
-
-    kind: str
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """The peer broke the protocol; the connection is over. ``reason`` is for humans."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed:
-    """The peer closed the stream cleanly, between messages."""
-
-
-PeerEvent = (
-    HandshakeReceived
-    | ExtHandshake
-    | MetadataRequest
-    | MetadataData
-    | MetadataReject
-    | DhtPort
-    | Ignored
-    | Violation
-    | ConnectionClosed
-)
-
 # Bencoded values nest; an ut_metadata header needs depth 1, so 32 is generous and bounds
 # the work a hostile peer can make us do.
 _MAX_BENCODE_DEPTH: Final = 32
@@ -355,6 +258,7 @@ class PeerConnection:
     __slots__ = (
         "_buffer",
         "_eof",
+        "_extensions",
         "_handshake_sent",
         "_info_hash",
         "_local_names",
@@ -366,7 +270,6 @@ class PeerConnection:
         "_state",
         "_terminal",
         "client_version",
-        "extensions",
         "max_message",
         "max_metadata_size",
         "metadata_size",
@@ -399,7 +302,7 @@ class PeerConnection:
         self.our_role = our_role
         self.max_message = max_message
         self.max_metadata_size = max_metadata_size
-        self.extensions: Mapping[str, int] = ext
+        self._extensions = ext
         self.metadata_size = metadata_size
         self.client_version = client_version
         self._info_hash = info_hash
@@ -421,6 +324,11 @@ class PeerConnection:
     def state(self) -> ConnectionState:
         """HANDSHAKE until theirs is parsed, OPEN, then CLOSED after a terminal event."""
         return self._state
+
+    @property
+    def extensions(self) -> dict[str, int]:
+        """Our BEP 10 extension names and the ids we receive them on."""
+        return dict(self._extensions)
 
     @property
     def info_hash(self) -> bytes | None:
@@ -664,7 +572,7 @@ class PeerConnection:
             raise LocalProtocolError("peer does not support the extension protocol")
         size = self.metadata_size if metadata_size is None else metadata_size
         d: dict[bytes, object] = {
-            b"m": {name.encode(): i for name, i in self.extensions.items()},
+            b"m": {name.encode(): i for name, i in self._extensions.items()},
             b"v": self.client_version.encode(),
         }
         if size is not None:
