@@ -527,6 +527,12 @@ class PeerConnection:
         if self._terminal is not None:
             raise LocalProtocolError("connection is closed")
 
+    def _check_messages_allowed(self) -> None:
+        """Messages may follow our handshake, even before the peer's arrives (pipelining)."""
+        self._check_open()
+        if not self._handshake_sent:
+            raise LocalProtocolError("send the handshake first")
+
     def send_handshake(self) -> bytes:
         """Our 68-byte BEP 3 handshake, with the BEP 10 and DHT bits set.
 
@@ -565,9 +571,7 @@ class PeerConnection:
             LocalProtocolError: our handshake not sent yet, the peer's handshake lacks the
                 BEP 10 bit, or the connection is over.
         """
-        self._check_open()
-        if not self._handshake_sent:
-            raise LocalProtocolError("send the handshake first")
+        self._check_messages_allowed()
         if self._remote_reserved is not None and not self._remote_reserved[5] & 0x10:
             raise LocalProtocolError("peer does not support the extension protocol")
         size = self.metadata_size if metadata_size is None else metadata_size
@@ -612,22 +616,18 @@ class PeerConnection:
 
     def send_dht_port(self, port: int) -> bytes:
         """BEP 5 PORT message advertising our DHT node's UDP port."""
-        self._check_open()
-        if not self._handshake_sent:
-            raise LocalProtocolError("send the handshake first")
+        self._check_messages_allowed()
         return _HEADER.pack(3, MSG_PORT) + _PORT.pack(port)
 
     def send_keepalive(self) -> bytes:
         """A keep-alive (zero-length message)."""
-        self._check_open()
-        if not self._handshake_sent:
-            raise LocalProtocolError("send the handshake first")
+        self._check_messages_allowed()
         return _LENGTH.pack(0)
 
     def _ut_metadata(self, header: dict[bytes, int], data: bytes = b"") -> bytes:
-        self._check_open()
+        self._check_messages_allowed()
         ext_id = self._remote_extensions.get(UT_METADATA)
-        if not self._handshake_sent or ext_id is None:
+        if ext_id is None:
             raise LocalProtocolError("peer has not advertised ut_metadata")
         return _extended(ext_id, bencode2.bencode(header) + data)
 
