@@ -292,9 +292,13 @@ class Node(asyncio.DatagramProtocol):
         done = await self._run_lookup(self.core.find_node(target, self._now()))
         return list(done.nodes)
 
-    def get_peers(self, info_hash: bytes) -> PeerStream:
-        """Iterative get_peers: ``async for peer in node.get_peers(h)`` yields peers as found."""
-        rid = self.core.get_peers(info_hash, self._now())
+    def get_peers(self, info_hash: bytes, *, seeds: Sequence[Addr] = ()) -> PeerStream:
+        """Iterative get_peers: ``async for peer in node.get_peers(h)`` yields peers as found.
+
+        ``seeds`` are extra starting points (e.g. resolved routers), asked first: a one-shot
+        client can walk straight to the info-hash without filling its table beforehand.
+        """
+        rid = self.core.get_peers(info_hash, self._now(), seeds=seeds)
         stream = PeerStream(self, rid)
         self._streams[rid] = stream
         self._flush()

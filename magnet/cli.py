@@ -229,6 +229,309 @@ def peers(
     run(main())
 
 
+def _read_links(args: list[str]) -> list[str]:
+    """Magnet links from arguments; ``-`` reads stdin, an existing file is read a link a line."""
+    from pathlib import Path
+
+    links: list[str] = []
+    for arg in args:
+        if arg == "-":
+            lines = sys.stdin.read().splitlines()
+        elif not arg.startswith("magnet:") and len(arg) not in (32, 40, 64) and Path(arg).is_file():
+            lines = Path(arg).read_text(errors="replace").splitlines()
+        else:
+            lines = [arg]
+        links.extend(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+    return links
+
+
+@app.command()
+def resolve(
+    magnets: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="MAGNET...",
+            help="Magnet links or info-hashes; '-' reads them from stdin, a file name from it.",
+        ),
+    ],
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="File to write (a directory when resolving several)."),
+    ] = None,
+    bootstrap: BootstrapOption = None,
+    timeout: Annotated[
+        float, typer.Option(help="Give up on a link after this many seconds.", min=0.1)
+    ] = 60.0,
+    json_out: JsonOption = False,
+    concurrency: Annotated[
+        int, typer.Option(help="Links resolved at once (bulk).", min=1, max=1000)
+    ] = 16,
+    max_connections: Annotated[
+        int, typer.Option(help="Peer connections per link.", min=1, max=1000)
+    ] = 40,
+    max_metadata_size: Annotated[
+        int, typer.Option(help="Largest info dict accepted, in MiB.", min=1, max=1024)
+    ] = 32,
+    no_dht: Annotated[bool, typer.Option("--no-dht", help="Do not use the DHT.")] = False,
+) -> None:
+    """Resolve magnet links into verified .torrent files, using the DHT (no tracker needed).
+
+    Examples:
+
+      magnetar resolve 'magnet:?xt=urn:btih:...' -o ubuntu.torrent
+
+      magnetar resolve --json -o torrents/ - < links.txt
+    """
+    links = _read_links(magnets)
+    if not links:
+        fail("no magnet links given")
+    routers = parse_bootstrap(bootstrap)
+    from magnet.uri import MagnetError, parse_info_hash_or_magnet
+
+    if len(links) == 1:
+        try:
+            link = parse_info_hash_or_magnet(links[0])
+        except MagnetError as exc:
+            fail(f"bad magnet link: {exc}")
+        from dht.node import run
+
+        code = run(
+            _resolve_one(
+                link,
+                output,
+                routers,
+                timeout,
+                json_out,
+                max_connections,
+                max_metadata_size,
+                not no_dht,
+            )
+        )
+    else:
+        from dht.node import run
+
+        code = run(
+            _resolve_bulk(links, output, routers, timeout, json_out, concurrency, max_connections)
+        )
+    raise typer.Exit(code)
+
+
+async def _resolve_one(
+    link: object,
+    output: str | None,
+    routers: list[Addr] | None,
+    timeout: float,
+    json_out: bool,
+    max_connections: int,
+    max_metadata_mib: int,
+    use_dht: bool,
+) -> int:
+    import json
+
+    from magnet.fetch import ResolveError, resolve
+    from magnet.output import error_record, human_size, output_path, result_record, write_atomic
+    from magnet.uri import MagnetLink
+
+    assert isinstance(link, MagnetLink)
+    show = _progress_display(json_out)
+    try:
+        result = await resolve(
+            link,
+            bootstrap=routers,
+            timeout=timeout,
+            use_dht=use_dht,
+            max_connections=max_connections,
+            max_metadata_size=max_metadata_mib * 1024 * 1024,
+            on_progress=show.update if show else None,
+        )
+    except ResolveError as exc:
+        if show:
+            show.stop()
+        if json_out:
+            typer.echo(json.dumps(error_record(str(link), exc)))
+        else:
+            typer.echo(f"magnetar: {exc.reason}", err=True)
+        return EXIT_NOT_FOUND
+    finally:
+        if show:
+            show.stop()
+    path = output_path(result, output)
+    try:
+        write_atomic(path, result.torrent())
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}", EXIT_NOT_FOUND)
+    if json_out:
+        typer.echo(json.dumps(result_record(result, path)))
+    else:
+        files = len(result.meta.files)
+        typer.echo(
+            f"wrote {path} ({result.meta.name}: {files} file{'s' if files != 1 else ''}, "
+            f"{human_size(result.meta.total_size)}) in {result.seconds:.2f} s "
+            f"from {result.peer[0]}:{result.peer[1]} ({result.source})"
+        )
+    return 0
+
+
+async def _resolve_bulk(
+    links: list[str],
+    output: str | None,
+    routers: list[Addr] | None,
+    timeout: float,
+    json_out: bool,
+    concurrency: int,
+    max_connections: int,
+) -> int:
+    import json
+
+    from dht.node import Node
+    from dht.protocol import DhtConfig
+    from magnet.bulk import resolve_many
+    from magnet.fetch import ResolveError
+    from magnet.output import error_record, output_path, result_record, write_atomic
+
+    failed = 0
+    async with Node(
+        "0.0.0.0", 0, bootstrap_routers=routers, config=DhtConfig(read_only=True)
+    ) as node:
+        if await node.bootstrap() == 0:
+            logging.getLogger("magnetar").warning(
+                "no DHT node answered the bootstrap; trying anyway"
+            )
+        async for link, result in resolve_many(
+            links,
+            node=node,
+            concurrency=concurrency,
+            timeout=timeout,
+            max_connections=max_connections,
+        ):
+            if isinstance(result, ResolveError):
+                failed += 1
+                if json_out:
+                    typer.echo(json.dumps(error_record(link, result)))
+                else:
+                    typer.echo(f"FAILED {link}: {result.reason}")
+                continue
+            path = output_path(result, output, directory=True)
+            try:
+                write_atomic(path, result.torrent())
+            except OSError as exc:
+                failed += 1
+                typer.echo(f"FAILED {link}: cannot write {path}: {exc.strerror or exc}")
+                continue
+            if json_out:
+                typer.echo(json.dumps(result_record(result, path)))
+            else:
+                typer.echo(f"{result.link.info_hash_hex} {path} ({result.seconds:.2f} s)")
+    return EXIT_NOT_FOUND if failed else 0
+
+
+class _ProgressLine:
+    """A live status line on stderr while resolving (only on a terminal)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.status import Status
+
+        self._status = Status("resolving: starting", console=Console(stderr=True))
+        self._status.start()
+        self._stopped = False
+
+    def update(self, p: object) -> None:
+        from magnet.fetch import Progress
+
+        assert isinstance(p, Progress)
+        if self._stopped:
+            return
+        self._status.update(
+            f"resolving: {p.nodes_answered}/{p.nodes_asked} DHT nodes answered, "
+            f"{p.peers_found} peers found, {p.peers_tried} tried, {p.peers_connected} connected, "
+            f"{p.metadata_bytes} metadata bytes"
+        )
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self._status.stop()
+
+
+def _progress_display(json_out: bool) -> _ProgressLine | None:
+    if json_out or not sys.stderr.isatty():
+        return None
+    return _ProgressLine()
+
+
+@app.command()
+def serve(
+    torrents: Annotated[
+        list[str], typer.Argument(metavar="FILE.torrent...", help="Torrents to publish.")
+    ],
+    host: Annotated[str, typer.Option(help="Address to bind (TCP and UDP).")] = "0.0.0.0",
+    port: Annotated[
+        int, typer.Option(help="TCP port for metadata (0: any).", min=0, max=65535)
+    ] = 6881,
+    dht_port: Annotated[
+        int | None, typer.Option(help="UDP port of the DHT node (default: --port).")
+    ] = None,
+    bootstrap: BootstrapOption = None,
+) -> None:
+    """Publish torrents: announce them on the DHT and serve their metadata (no file data).
+
+    Prints each torrent's magnet link, then runs until Ctrl-C.
+
+    Example: magnetar serve ubuntu.torrent --port 6881
+    """
+    import asyncio
+    import contextlib
+    import signal
+    from pathlib import Path
+
+    from dht.node import Node, run
+    from magnet.serve import serve_torrents
+    from magnet.torrentfile import TorrentError, parse_torrent
+    from magnet.uri import format as format_magnet
+
+    metas = []
+    for name in torrents:
+        try:
+            metas.append(parse_torrent(Path(name).read_bytes()))
+        except OSError as exc:
+            fail(f"cannot read {name}: {exc.strerror or exc}")
+        except TorrentError as exc:
+            fail(f"{name} is not a valid torrent: {exc}")
+    routers = parse_bootstrap(bootstrap)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        udp_port = port if dht_port is None else dht_port
+        async with Node(host, udp_port, bootstrap_routers=routers) as node:
+            size = await node.bootstrap()
+            logging.getLogger("magnetar").info("joined the DHT: %d nodes", size)
+            ready: asyncio.Future[int] = loop.create_future()
+            job = asyncio.create_task(
+                serve_torrents(metas, node=node, host=host, port=port, stop=stop, ready=ready)
+            )
+            tcp_port = await ready
+            for meta in metas:
+                typer.echo(format_magnet(meta.magnet()))
+            sys.stdout.flush()
+            logging.getLogger("magnetar").info(
+                "serving %d torrents on TCP port %d, DHT on UDP port %d",
+                len(metas),
+                tcp_port,
+                node.addr[1],
+            )
+            await job
+
+    try:
+        run(main())
+    except OSError as exc:
+        fail(f"cannot bind {host}:{port}: {exc.strerror or exc}", EXIT_NOT_FOUND)
+
+
 @app.command()
 def testnet(
     nodes: Annotated[

@@ -1,0 +1,358 @@
+"""Resolving a magnet link on asyncio: DHT lookups feed peers to a ``Resolution``.
+
+``resolve`` is the library entry point behind ``magnetar resolve``. It runs the sources of
+peers (the link's ``x.pe`` at once, DHT get_peers lookups, repeated while nothing resolves)
+next to a ``_Fetcher`` that carries out a ``Resolution``'s actions over TCP: open
+connections, write bytes, close, and keep its single timer armed. No protocol logic lives
+here; this module moves bytes and keeps time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from magnet.resolver import Close, Connect, Resolution, ResolutionStats, Resolved, Send
+from magnet.torrentfile import TorrentMeta, build_torrent, parse_info
+from magnet.uri import MagnetLink, parse_info_hash_or_magnet
+
+if TYPE_CHECKING:
+    from dht.node import Node
+
+__all__ = ["Progress", "ResolveError", "ResolveResult", "resolve"]
+
+Addr = tuple[str, int]
+CLIENT_PREFIX = b"-MR0010-"  # Azureus-style peer id prefix: magnetar 0.1.0
+
+
+class ResolveError(Exception):
+    """Resolution failed; ``str(exc)`` is one line saying why."""
+
+    def __init__(self, reason: str, kind: str, stats: ResolutionStats | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind  # "bad-link", "no-dht", "no-peers", "no-metadata", "timeout"
+        self.stats = stats
+
+
+@dataclass(slots=True)
+class Progress:
+    """A snapshot for progress displays."""
+
+    nodes_asked: int = 0
+    nodes_answered: int = 0
+    lookups: int = 0
+    peers_found: int = 0
+    peers_tried: int = 0
+    peers_connected: int = 0
+    metadata_bytes: int = 0
+    metadata_size: int = 0
+
+
+@dataclass(slots=True)
+class ResolveResult:
+    link: MagnetLink
+    info: bytes  # the verified info dict, byte for byte as received
+    meta: TorrentMeta
+    peer: Addr
+    source: str
+    seconds: float
+    trace: list[tuple[str, float]] = field(default_factory=list)  # (phase, seconds from start)
+
+    def torrent(self, *, creation_date: int | None = None) -> bytes:
+        """A complete .torrent: the info dict spliced in verbatim, the link's trackers."""
+        return build_torrent(
+            self.info,
+            trackers=self.link.trackers,
+            web_seeds=self.link.web_seeds,
+            creation_date=int(time.time()) if creation_date is None else creation_date,
+        )
+
+
+class _PeerProtocol(asyncio.Protocol):
+    def __init__(self, fetcher: _Fetcher, addr: Addr) -> None:
+        self.fetcher = fetcher
+        self.addr = addr
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.fetcher.connected(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.fetcher.received(self.addr, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fetcher.lost(self.addr, exc)
+
+
+class _Fetcher:
+    """Carries out a Resolution's actions over TCP."""
+
+    def __init__(self, resolution: Resolution, on_change: Callable[[], None]) -> None:
+        self.res = resolution
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[Resolved] = self.loop.create_future()
+        self._connecting: dict[Addr, asyncio.Task[object]] = {}
+        self._open: dict[Addr, _PeerProtocol] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._on_change = on_change
+        self.first_connect: float | None = None
+
+    def add_peers(self, peers: Sequence[Addr], source: str) -> None:
+        if self.res.add_peers(peers, source, self.loop.time()):
+            self._pump()
+
+    def connected(self, proto: _PeerProtocol) -> None:
+        self._connecting.pop(proto.addr, None)
+        if self.done.done():
+            if proto.transport is not None:
+                proto.transport.close()
+            return
+        if self.first_connect is None:
+            self.first_connect = self.loop.time()
+        self._open[proto.addr] = proto
+        self.res.connection_made(proto.addr, self.loop.time())
+        self._pump()
+
+    def received(self, addr: Addr, data: bytes) -> None:
+        self.res.data_received(addr, data, self.loop.time())
+        self._pump()
+
+    def lost(self, addr: Addr, exc: Exception | None) -> None:
+        if self._open.pop(addr, None) is not None:
+            self.res.connection_lost(addr, None, self.loop.time())
+            self._pump()
+
+    async def _connect(self, addr: Addr) -> None:
+        try:
+            await self.loop.create_connection(lambda: _PeerProtocol(self, addr), addr[0], addr[1])
+        except asyncio.CancelledError:
+            raise
+        except (OSError, ValueError) as exc:
+            self._connecting.pop(addr, None)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.res.connection_lost(addr, reason.lower() or "error", self.loop.time())
+            self._pump()
+
+    def _pump(self) -> None:
+        res = self.res
+        while (action := res.next_action()) is not None:
+            if isinstance(action, Send):
+                proto = self._open.get(action.addr)
+                if proto is not None and proto.transport is not None:
+                    proto.transport.write(action.data)
+            elif isinstance(action, Connect):
+                self._connecting[action.addr] = self.loop.create_task(self._connect(action.addr))
+            elif isinstance(action, Close):
+                task = self._connecting.pop(action.addr, None)
+                if task is not None:
+                    task.cancel()
+                proto = self._open.pop(action.addr, None)
+                if proto is not None and proto.transport is not None:
+                    proto.transport.abort()
+            elif isinstance(action, Resolved) and not self.done.done():
+                self.done.set_result(action)
+        deadline = res.get_timer()
+        if deadline is not None and (self._timer is None or deadline < self._timer_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+        self._on_change()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.res.handle_timer(self.loop.time())
+        self._pump()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._connecting.values():
+            task.cancel()
+        for proto in self._open.values():
+            if proto.transport is not None:
+                proto.transport.abort()
+        self._connecting.clear()
+        self._open.clear()
+
+
+def new_peer_id() -> bytes:
+    return CLIENT_PREFIX + os.urandom(20 - len(CLIENT_PREFIX))
+
+
+async def resolve(
+    link: str | MagnetLink,
+    *,
+    node: Node | None = None,
+    bootstrap: Sequence[Addr] | None = None,
+    timeout: float = 60.0,
+    use_dht: bool = True,
+    max_connections: int = 40,
+    max_metadata_size: int = 32 * 1024 * 1024,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> ResolveResult:
+    """Fetch and verify the info dict a magnet link names.
+
+    Peers come from the link's ``x.pe`` and the DHT (``node``, or a read-only client node
+    of our own joining through ``bootstrap``, default the public routers). Raises
+    ``ResolveError`` with a one-line reason on bad input, timeout or when no source is left.
+    """
+    started = time.monotonic()
+    if isinstance(link, str):
+        from magnet.uri import MagnetError
+
+        try:
+            link = parse_info_hash_or_magnet(link)
+        except MagnetError as exc:
+            raise ResolveError(str(exc), "bad-link") from None
+    trace: list[tuple[str, float]] = []
+
+    def mark(phase: str) -> None:
+        trace.append((phase, round(time.monotonic() - started, 4)))
+
+    resolution = Resolution(
+        link.dht_key,
+        peer_id=new_peer_id(),
+        info_hash_v1=link.btih,
+        info_hash_v2=link.btmh,
+        max_connections=max_connections,
+        max_metadata_size=max_metadata_size,
+    )
+    progress = Progress()
+
+    def changed() -> None:
+        st = resolution.stats
+        progress.peers_found = st.known
+        progress.peers_tried = st.tried
+        progress.peers_connected = st.connected
+        progress.metadata_bytes = st.metadata_bytes
+        if on_progress is not None:
+            on_progress(progress)
+
+    fetcher = _Fetcher(resolution, changed)
+    own_node: Node | None = None
+    tasks: list[asyncio.Task[None]] = []
+    dht_state = {"answered": 0, "asked": 0, "lookups": 0}
+    try:
+        if link.peers:
+            mark("x.pe peers")
+            fetcher.add_peers(list(link.peers), "x.pe")
+        if use_dht:
+            if node is None:
+                from dht.node import Node
+                from dht.protocol import DhtConfig
+
+                own_node = Node(
+                    "0.0.0.0", 0, bootstrap_routers=bootstrap, config=DhtConfig(read_only=True)
+                )
+                await own_node.start()
+                node = own_node
+            tasks.append(
+                asyncio.create_task(
+                    _dht_source(node, link.dht_key, fetcher, progress, dht_state, mark)
+                )
+            )
+        try:
+            async with asyncio.timeout(timeout):
+                resolved = await fetcher.done
+        except TimeoutError:
+            raise ResolveError(
+                _explain_failure(resolution, dht_state, use_dht, timeout),
+                _failure_kind(resolution, dht_state, use_dht),
+                resolution.stats,
+            ) from None
+        mark("metadata verified")
+        meta = parse_info(resolved.info)
+        return ResolveResult(
+            link,
+            resolved.info,
+            meta,
+            resolved.peer,
+            resolved.source,
+            time.monotonic() - started,
+            trace,
+        )
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        fetcher.close()
+        if own_node is not None:
+            own_node.close()
+
+
+async def _dht_source(
+    node: Node,
+    key: bytes,
+    fetcher: _Fetcher,
+    progress: Progress,
+    dht_state: dict[str, int],
+    mark: Callable[[str], None],
+) -> None:
+    """Repeated get_peers lookups until cancelled: swarms announce every few minutes, so a
+    lookup that found nothing may find peers a little later."""
+    from dht.bootstrap import resolve_routers
+
+    seeds: list[Addr] = []
+    if len(node.core.routing) == 0:
+        seeds = await resolve_routers(node.routers)
+    mark("dht lookup started")
+    pause = 1.0
+    first_peer = True
+    while True:
+        stream = node.get_peers(key, seeds=seeds)
+        try:
+            async for peer in stream:
+                if first_peer:
+                    mark("first peer from dht")
+                    first_peer = False
+                fetcher.add_peers([peer], "dht")
+        finally:
+            stream.cancel()
+        result = stream.result
+        dht_state["lookups"] += 1
+        progress.lookups = dht_state["lookups"]
+        if result is not None:
+            dht_state["asked"] += result.queried
+            dht_state["answered"] += result.replied
+            progress.nodes_asked = dht_state["asked"]
+            progress.nodes_answered = dht_state["answered"]
+        if len(node.core.routing) == 0:
+            seeds = await resolve_routers(node.routers)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 15.0)
+
+
+def _failure_kind(res: Resolution, dht_state: dict[str, int], use_dht: bool) -> str:
+    if res.stats.known:
+        return "no-metadata"
+    if use_dht and dht_state["answered"] == 0:
+        return "no-dht"
+    return "no-peers"
+
+
+def _explain_failure(
+    res: Resolution, dht_state: dict[str, int], use_dht: bool, timeout: float
+) -> str:
+    st = res.stats
+    head = f"no metadata after {timeout:g} s: "
+    if st.known == 0:
+        if not use_dht:
+            return head + "no peers known (DHT off, no x.pe peers in the link)"
+        if dht_state["answered"] == 0:
+            return head + "no DHT node answered"
+        return (
+            head + f"{dht_state['answered']} DHT nodes answered in {dht_state['lookups']} lookups, "
+            "but none knows peers for this info-hash"
+        )
+    return head + res.explain()

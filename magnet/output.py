@@ -1,0 +1,86 @@
+"""What ``resolve`` leaves behind: the .torrent file on disk and the record printed about it.
+
+The file is written atomically (temporary file, then rename) so that a reader never sees
+half a torrent, under a name that cannot escape the chosen directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from magnet.fetch import ResolveError, ResolveResult
+from magnet.torrentfile import safe_name
+
+__all__ = ["error_record", "human_size", "output_path", "result_record", "write_atomic"]
+
+
+def output_path(result: ResolveResult, output: str | None, *, directory: bool = False) -> Path:
+    """Where to write: ``output`` itself, or a safe name inside it (or the current directory)."""
+    fallback = result.link.info_hash_hex
+    name = safe_name(result.link.name or result.meta.name, fallback) + ".torrent"
+    if output is None:
+        return Path(name)
+    path = Path(output)
+    if directory or path.is_dir():
+        return path / name
+    return path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".magnetar-", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def result_record(result: ResolveResult, path: Path | None) -> dict[str, Any]:
+    meta = result.meta
+    return {
+        "ok": True,
+        "info_hash": result.link.info_hash_hex,
+        "info_hash_v1": meta.info_hash_v1.hex() if meta.info_hash_v1 else None,
+        "info_hash_v2": meta.info_hash_v2.hex() if meta.info_hash_v2 else None,
+        "name": meta.name,
+        "size": meta.total_size,
+        "files": [{"path": "/".join(f.path), "length": f.length} for f in meta.files],
+        "output": str(path) if path is not None else None,
+        "seconds": round(result.seconds, 4),
+        "peer": f"{result.peer[0]}:{result.peer[1]}",
+        "source": result.source,
+        "trace": [{"phase": p, "seconds": s} for p, s in result.trace],
+    }
+
+
+def error_record(link: str, error: ResolveError) -> dict[str, Any]:
+    record: dict[str, Any] = {"ok": False, "link": link, "error": error.reason, "kind": error.kind}
+    if error.stats is not None:
+        record["peers_found"] = error.stats.known
+        record["peers_connected"] = error.stats.connected
+    return record

@@ -1,0 +1,432 @@
+"""Fetching a torrent's info dict from peers (BEP 9 over BEP 10): the scheduler, sans IO.
+
+``Resolution`` is fed peer addresses as the DHT (or ``x.pe``, or trackers) find them, and
+the bytes and fates of the TCP connections its driver opens for it. It decides whom to
+connect to (a bounded number at a time), speaks the peer wire through one
+``PeerConnection`` per peer, spreads the metadata pieces over every peer that has them,
+verifies the assembled dict against the info-hash, and drops peers that stall, reject,
+lie about the size or send data that does not verify. The first verified copy wins.
+
+Its output is a queue of actions (``Connect``, ``Send``, ``Close``, ``Resolved``); time
+comes in as ``now`` and leaves as one deadline (``get_timer``). It keeps counts of what
+happened to every peer so that a failure can be explained in one line.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from magnet.metadata import MetadataAssembler, MetadataError, piece_count
+from magnet.peerwire import (
+    NEED_DATA,
+    ConnectionClosed,
+    ExtHandshake,
+    HandshakeReceived,
+    LocalProtocolError,
+    MetadataData,
+    MetadataReject,
+    MetadataRequest,
+    PeerConnection,
+    Violation,
+)
+
+__all__ = [
+    "Action",
+    "Close",
+    "Connect",
+    "Resolution",
+    "ResolutionStats",
+    "Resolved",
+    "Send",
+]
+
+Addr = tuple[str, int]
+
+MAX_METADATA_SIZE = 32 * 1024 * 1024
+MAX_SIZES = 4  # distinct metadata sizes claimed before further claimants are dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    addr: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    addr: Addr
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    addr: Addr
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    info: bytes  # the raw, verified info dict
+    peer: Addr
+    source: str  # where we learned of the peer: "dht", "x.pe", "tracker ..."
+
+
+Action = Connect | Send | Close | Resolved
+
+
+class _State(enum.Enum):
+    QUEUED = 0
+    CONNECTING = 1
+    HANDSHAKE = 2  # connected, waiting for its handshakes
+    READY = 3  # has metadata, requesting
+    DONE = 4
+
+
+class _Peer:
+    __slots__ = ("addr", "conn", "deadline", "requested", "size", "source", "state")
+
+    def __init__(self, addr: Addr, source: str) -> None:
+        self.addr = addr
+        self.source = source
+        self.state = _State.QUEUED
+        self.conn: PeerConnection | None = None
+        self.deadline = 0.0
+        self.size = 0
+        self.requested: dict[int, float] = {}  # piece -> when asked
+
+
+@dataclass(slots=True)
+class ResolutionStats:
+    """What happened so far: progress for a display, and reasons for a failure line."""
+
+    known: int = 0  # distinct peers heard of
+    tried: int = 0  # connections attempted
+    connected: int = 0  # connections that reached a handshake
+    with_metadata: int = 0  # peers whose ext handshake offered the metadata
+    metadata_bytes: int = 0  # piece bytes received
+    failures: Counter[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.failures is None:
+            self.failures = Counter()
+
+
+class Resolution:
+    """Gets one info dict from a swarm. See the module docstring."""
+
+    def __init__(
+        self,
+        info_hash: bytes,
+        *,
+        peer_id: bytes,
+        info_hash_v1: bytes | None = None,
+        info_hash_v2: bytes | None = None,
+        max_connections: int = 40,
+        max_known: int = 5000,
+        max_metadata_size: int = MAX_METADATA_SIZE,
+        connect_timeout: float = 5.0,
+        handshake_timeout: float = 5.0,
+        request_timeout: float = 5.0,
+        requests_per_peer: int = 16,
+    ) -> None:
+        """``info_hash`` is what the handshake carries (v1, or v2 truncated to 20 bytes);
+        ``info_hash_v1``/``info_hash_v2`` are what the assembled dict is checked against."""
+        if info_hash_v1 is None and info_hash_v2 is None:
+            info_hash_v1 = info_hash
+        self.info_hash = info_hash
+        self.peer_id = peer_id
+        self._v1 = info_hash_v1
+        self._v2 = info_hash_v2
+        self.max_connections = max_connections
+        self.max_known = max_known
+        self.max_metadata_size = max_metadata_size
+        self.connect_timeout = connect_timeout
+        self.handshake_timeout = handshake_timeout
+        self.request_timeout = request_timeout
+        self.requests_per_peer = requests_per_peer
+        self._peers: dict[Addr, _Peer] = {}
+        self._queue: deque[_Peer] = deque()
+        self._active = 0  # CONNECTING + HANDSHAKE + READY
+        self._assemblers: dict[int, MetadataAssembler] = {}
+        self._actions: deque[Action] = deque()
+        self.stats = ResolutionStats()
+        self.result: Resolved | None = None
+
+    # --- what the driver feeds in --------------------------------------------------------
+
+    def add_peers(self, peers: Iterable[Addr], source: str, now: float) -> int:
+        """Queue peers to try. Returns how many were new."""
+        new = 0
+        for addr in peers:
+            if addr in self._peers or addr[1] == 0 or len(self._peers) >= self.max_known:
+                continue
+            peer = _Peer(addr, source)
+            self._peers[addr] = peer
+            self._queue.append(peer)
+            new += 1
+        self.stats.known += new
+        if new:
+            self._schedule(now)
+        return new
+
+    def connection_made(self, addr: Addr, now: float) -> None:
+        peer = self._peers.get(addr)
+        if peer is None or peer.state is not _State.CONNECTING:
+            return
+        peer.state = _State.HANDSHAKE
+        peer.deadline = now + self.handshake_timeout
+        conn = PeerConnection(
+            self.info_hash, self.peer_id, max_metadata_size=self.max_metadata_size
+        )
+        peer.conn = conn
+        # Handshake and extension handshake in one write: saves a round trip, and BEP 10
+        # allows it; a request may only follow once theirs arrived.
+        self._actions.append(Send(addr, conn.send_handshake() + conn.send_ext_handshake()))
+
+    def data_received(self, addr: Addr, data: bytes, now: float) -> None:
+        peer = self._peers.get(addr)
+        if peer is None or peer.conn is None or peer.state is _State.DONE or not data:
+            return
+        peer.conn.receive_data(data)
+        self._process(peer, now)
+
+    def connection_lost(self, addr: Addr, reason: str | None, now: float) -> None:
+        """The connection ended (or could not be made); ``reason`` for a failed connect."""
+        peer = self._peers.get(addr)
+        if peer is None or peer.state is _State.DONE or peer.state is _State.QUEUED:
+            return
+        if peer.state is _State.CONNECTING:
+            why = "connect failed" if reason is None else f"connect failed: {reason}"
+        elif peer.state is _State.HANDSHAKE:
+            why = "closed during handshake"
+        else:
+            why = "closed before sending the metadata"
+        self._finish(peer, why, now, close=False)
+
+    def handle_timer(self, now: float) -> None:
+        for peer in list(self._peers.values()):
+            state = peer.state
+            if state is _State.CONNECTING and now >= peer.deadline:
+                self._finish(peer, "connect timed out", now)
+            elif state is _State.HANDSHAKE and now >= peer.deadline:
+                self._finish(peer, "handshake timed out", now)
+            elif state is _State.READY and peer.requested and now >= peer.deadline:
+                self._finish(peer, "stalled on a metadata request", now)
+        self._schedule(now)
+
+    def get_timer(self) -> float | None:
+        deadlines = [
+            p.deadline
+            for p in self._peers.values()
+            if p.state in (_State.CONNECTING, _State.HANDSHAKE)
+            or (p.state is _State.READY and p.requested)
+        ]
+        return min(deadlines) if deadlines else None
+
+    def next_action(self) -> Action | None:
+        return self._actions.popleft() if self._actions else None
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None
+
+    @property
+    def active(self) -> int:
+        """Connections being made or open."""
+        return self._active
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or in progress: only new peers can change anything."""
+        return self._active == 0 and not self._queue
+
+    def source_of(self, addr: Addr) -> str | None:
+        peer = self._peers.get(addr)
+        return peer.source if peer else None
+
+    # --- peer life cycle ---------------------------------------------------------------------
+
+    def _schedule(self, now: float) -> None:
+        if self.result is not None:
+            return
+        while self._queue and self._active < self.max_connections:
+            peer = self._queue.popleft()
+            if peer.state is not _State.QUEUED:
+                continue
+            peer.state = _State.CONNECTING
+            peer.deadline = now + self.connect_timeout
+            self._active += 1
+            self.stats.tried += 1
+            self._actions.append(Connect(peer.addr))
+
+    def _finish(self, peer: _Peer, why: str | None, now: float, *, close: bool = True) -> None:
+        """Done with ``peer``: count why, release its requests, close, try the next one."""
+        if peer.state is _State.DONE:
+            return
+        if peer.state is not _State.QUEUED:
+            self._active -= 1
+        peer.state = _State.DONE
+        peer.requested.clear()
+        if why is not None:
+            assert self.stats.failures is not None
+            self.stats.failures[why] += 1
+        if close:
+            self._actions.append(Close(peer.addr, why or "done"))
+        peer.conn = None
+        if self.result is None:
+            self._request_more(now)
+            self._schedule(now)
+
+    def _process(self, peer: _Peer, now: float) -> None:
+        conn = peer.conn
+        assert conn is not None
+        while peer.state is not _State.DONE:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                break
+            if isinstance(event, HandshakeReceived):
+                self.stats.connected += 1
+                if not event.supports_extensions:
+                    self._finish(peer, "no extension protocol (BEP 10)", now)
+            elif isinstance(event, ExtHandshake):
+                self._on_ext_handshake(peer, event, now)
+            elif isinstance(event, MetadataData):
+                self._on_piece(peer, event, now)
+            elif isinstance(event, MetadataReject):
+                self._finish(peer, "rejected the metadata request", now)
+            elif isinstance(event, MetadataRequest):
+                # We have nothing to give yet: say so, as BEP 9 asks.
+                self._send(peer, conn.send_metadata_reject(event.piece))
+            elif isinstance(event, Violation):
+                self._finish(peer, f"protocol violation: {event.reason}", now)
+            elif isinstance(event, ConnectionClosed):
+                self.connection_lost(peer.addr, None, now)
+        if self.result is None and peer.state is _State.READY:
+            self._request_more(now)
+
+    def _send(self, peer: _Peer, data: bytes) -> None:
+        self._actions.append(Send(peer.addr, data))
+
+    def _on_ext_handshake(self, peer: _Peer, ev: ExtHandshake, now: float) -> None:
+        if peer.state is _State.READY:
+            return  # a later, incremental handshake: nothing we need from it
+        if "ut_metadata" not in ev.m or not ev.metadata_size:
+            self._finish(peer, "does not offer the metadata (no ut_metadata)", now)
+            return
+        size = ev.metadata_size
+        if size > self.max_metadata_size:
+            self._finish(peer, f"claims an absurd metadata size ({size} bytes)", now)
+            return
+        if size not in self._assemblers:
+            if len(self._assemblers) >= MAX_SIZES:
+                self._finish(peer, "claims yet another metadata size", now)
+                return
+            self._assemblers[size] = MetadataAssembler(
+                self._v1, self._v2, size, self.max_metadata_size
+            )
+        self.stats.with_metadata += 1
+        peer.size = size
+        peer.state = _State.READY
+        peer.deadline = now + self.request_timeout
+
+    def _on_piece(self, peer: _Peer, ev: MetadataData, now: float) -> None:
+        if peer.state is not _State.READY or ev.total_size != peer.size:
+            self._finish(peer, "sent a piece of another size of metadata", now)
+            return
+        asked = peer.requested.pop(ev.piece, None)
+        if asked is None:
+            return  # unasked (or a duplicate after we moved on): ignore, it costs nothing
+        self.stats.metadata_bytes += len(ev.data)
+        peer.deadline = now + self.request_timeout
+        assembler = self._assemblers[peer.size]
+        try:
+            assembler.add(ev.piece, ev.data, source=peer.addr)
+        except MetadataError:
+            return  # another peer owns this round (after a failed verify): not its fault
+        if not assembler.complete:
+            return
+        info = assembler.verify()
+        if info is not None:
+            self.result = Resolved(info, peer.addr, peer.source)
+            self._actions.append(self.result)
+            for other in list(self._peers.values()):
+                if other.state not in (_State.QUEUED, _State.DONE):
+                    self._finish(other, None, now)
+            return
+        liars = assembler.last_failure
+        if len(liars) == 1:
+            (liar,) = liars
+            bad = next((p for a, p in self._peers.items() if a == liar), None)
+            if bad is not None:
+                self._finish(bad, "sent metadata that does not match the info-hash", now)
+        elif len(self._assemblers) == 1 and peer.size:
+            assert self.stats.failures is not None
+            self.stats.failures["metadata from several peers did not verify"] += 1
+
+    def _request_more(self, now: float) -> None:
+        """Hand out missing pieces: spread over ready peers, at most ``requests_per_peer`` each.
+
+        A piece goes to one peer at a time; once every missing piece is out, an idle peer
+        may ask for one already out elsewhere (the end game), so one slow peer cannot hold
+        up the last piece.
+        """
+        if self.result is not None:
+            return
+        ready = [p for p in self._peers.values() if p.state is _State.READY]
+        for size, assembler in self._assemblers.items():
+            peers = [p for p in ready if p.size == size]
+            if not peers:
+                continue
+            out: dict[int, int] = {}
+            for p in peers:
+                for piece in p.requested:
+                    out[piece] = out.get(piece, 0) + 1
+            for p in sorted(peers, key=lambda q: len(q.requested)):
+                room = self.requests_per_peer - len(p.requested)
+                if room <= 0:
+                    continue
+                wanted = [i for i in assembler.wanted(p.addr) if i not in p.requested]
+                fresh = [i for i in wanted if i not in out]
+                if not fresh and not p.requested:
+                    fresh = sorted(wanted, key=lambda i: out.get(i, 0))[:1]  # end game
+                conn = p.conn
+                assert conn is not None
+                batch = b""
+                for piece in fresh[:room]:
+                    try:
+                        batch += conn.send_metadata_request(piece)
+                    except LocalProtocolError:
+                        break
+                    p.requested[piece] = now
+                    out[piece] = out.get(piece, 0) + 1
+                if batch:
+                    if len(p.requested) == len(fresh[:room]):
+                        p.deadline = now + self.request_timeout
+                    self._send(p, batch)
+
+    # --- explaining ------------------------------------------------------------------------
+
+    def pieces_total(self) -> int:
+        sizes = list(self._assemblers)
+        return piece_count(sizes[0]) if len(sizes) == 1 else 0
+
+    def explain(self) -> str:
+        """Why there is no result yet, in one line (for the peer side of a failure)."""
+        st = self.stats
+        assert st.failures is not None
+        reasons = ", ".join(f"{n} {why}" for why, n in st.failures.most_common(4))
+        if st.known == 0:
+            return "no peers found"
+        if st.connected == 0:
+            return f"{st.known} peers found, none could be connected ({reasons or 'still trying'})"
+        if st.with_metadata == 0:
+            return (
+                f"{st.connected} of {st.known} peers connected, none offers the metadata"
+                f" ({reasons or 'still waiting'})"
+            )
+        return (
+            f"{st.with_metadata} of {st.known} peers offered the metadata, none delivered a"
+            f" verified copy ({reasons or 'still waiting'})"
+        )

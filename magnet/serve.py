@@ -1,0 +1,208 @@
+"""Publishing torrents: announce on the DHT and serve their metadata (BEP 9) to anyone.
+
+``MetadataService`` is the sans-IO part: given the torrents it serves, it answers one peer
+connection's events (accept or refuse the handshake, send pieces or rejects, cap how much a
+peer may ask). ``serve`` runs it on asyncio: a TCP server, and a DHT node that announces
+every info-hash (v1, and the truncated v2 hash of hybrid or v2 torrents) and re-announces
+periodically so the swarm stays findable. Metadata only: no piece data is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from magnet.metadata import MetadataSource
+from magnet.peerwire import (
+    NEED_DATA,
+    ConnectionClosed,
+    HandshakeReceived,
+    MetadataRequest,
+    PeerConnection,
+    Role,
+    Violation,
+)
+from magnet.torrentfile import TorrentMeta
+
+if TYPE_CHECKING:
+    from dht.node import Node
+
+__all__ = ["MetadataService", "Served", "serve_torrents"]
+
+log = logging.getLogger("magnet.serve")
+
+Addr = tuple[str, int]
+REANNOUNCE_S = 15 * 60.0
+MAX_REQUESTS_PER_CONNECTION = 4096  # a 32 MiB info dict is 2048 pieces; twice that is abuse
+IDLE_TIMEOUT_S = 60.0
+MAX_CONNECTIONS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One torrent as the service offers it, under each key a peer may use."""
+
+    meta: TorrentMeta
+    source: MetadataSource
+    keys: tuple[bytes, ...]  # 20-byte handshake/DHT keys: v1 hash, truncated v2 hash
+
+
+class MetadataService:
+    def __init__(self, torrents: Sequence[TorrentMeta], peer_id: bytes) -> None:
+        self.peer_id = peer_id
+        self.by_key: dict[bytes, Served] = {}
+        self.served: list[Served] = []
+        for meta in torrents:
+            keys = tuple(
+                k
+                for k in (meta.info_hash_v1, meta.info_hash_v2[:20] if meta.info_hash_v2 else None)
+                if k is not None
+            )
+            item = Served(meta, MetadataSource(meta.info), keys)
+            self.served.append(item)
+            for k in keys:
+                self.by_key[k] = item
+        self.pieces_sent = 0
+        self.refused = 0
+
+    def new_connection(self) -> PeerConnection:
+        return PeerConnection(None, self.peer_id, our_role=Role.RESPONDER)
+
+    def handle(
+        self, conn: PeerConnection, data: bytes, state: dict[str, int]
+    ) -> tuple[bytes, str | None]:
+        """Feed bytes from a peer. Returns (bytes to send, reason to close or None)."""
+        conn.receive_data(data)
+        out = b""
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                return out, None
+            if isinstance(event, HandshakeReceived):
+                item = self.by_key.get(event.info_hash)
+                if item is None:
+                    self.refused += 1
+                    return out, "asked for a torrent we do not serve"
+                out += conn.send_handshake()
+                if event.supports_extensions:
+                    out += conn.send_ext_handshake(metadata_size=item.source.size, reqq=250)
+                state["size"] = item.source.size
+            elif isinstance(event, MetadataRequest):
+                state["requests"] = state.get("requests", 0) + 1
+                if state["requests"] > MAX_REQUESTS_PER_CONNECTION:
+                    return out, "too many metadata requests"
+                info_hash = conn.info_hash
+                item = self.by_key.get(info_hash) if info_hash else None
+                piece = item.source.piece(event.piece) if item else None
+                if item is None or piece is None:
+                    out += conn.send_metadata_reject(event.piece)
+                else:
+                    out += conn.send_metadata_data(event.piece, item.source.size, piece)
+                    self.pieces_sent += 1
+            elif isinstance(event, Violation):
+                return out, f"protocol violation: {event.reason}"
+            elif isinstance(event, ConnectionClosed):
+                return out, "closed"
+
+
+class _ServeProtocol(asyncio.Protocol):
+    def __init__(self, server: _Server) -> None:
+        self.server = server
+        self.conn = server.service.new_connection()
+        self.state: dict[str, int] = {}
+        self.transport: asyncio.Transport | None = None
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if len(self.server.connections) >= MAX_CONNECTIONS:
+            transport.close()
+            return
+        self.server.connections.add(self)
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle = loop.call_later(IDLE_TIMEOUT_S, self._close)
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        out, why = self.server.service.handle(self.conn, data, self.state)
+        if self.transport is None:
+            return
+        if out:
+            self.transport.write(out)
+        if why is not None:
+            self.transport.close()
+        else:
+            self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.server.connections.discard(self)
+
+
+class _Server:
+    def __init__(self, service: MetadataService) -> None:
+        self.service = service
+        self.connections: set[_ServeProtocol] = set()
+
+
+async def serve_torrents(
+    torrents: Sequence[TorrentMeta],
+    *,
+    node: Node,
+    host: str = "0.0.0.0",
+    port: int = 0,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Future[int] | None = None,
+    reannounce_s: float = REANNOUNCE_S,
+) -> None:
+    """Serve ``torrents``' metadata on TCP ``host:port`` and announce them through ``node``
+    until ``stop`` is set. ``ready`` gets the TCP port once listening."""
+    stop = stop or asyncio.Event()
+    service = MetadataService(torrents, b"-MR0010-" + os.urandom(12))
+    state = _Server(service)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _ServeProtocol(state), host, port)
+    tcp_port = int(server.sockets[0].getsockname()[1])
+    if ready is not None and not ready.done():
+        ready.set_result(tcp_port)
+    try:
+        retry_s = 2.0
+        while not stop.is_set():
+            missed = False
+            for item in service.served:
+                for key in item.keys:
+                    stored = await node.announce(key, tcp_port)
+                    missed |= stored == 0
+                    log.info(
+                        "announced %s (%s) on port %d to %d nodes",
+                        key.hex(),
+                        item.meta.name,
+                        tcp_port,
+                        stored,
+                    )
+            # Nobody took an announce (the node is still joining): try again soon.
+            wait = min(retry_s, reannounce_s) if missed else reannounce_s
+            retry_s = min(retry_s * 2, 60.0) if missed else 2.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+    finally:
+        server.close()
+        for proto in list(state.connections):
+            if proto.transport is not None:
+                proto.transport.abort()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 2.0)
