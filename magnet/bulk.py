@@ -42,21 +42,23 @@ async def resolve_many(
             result = exc
         await queue.put((link, result))
 
-    def start_next() -> bool:
+    outstanding = 0  # started and not yet yielded
+
+    def start_next() -> None:
+        nonlocal outstanding
         link = next(pending, None)
-        if link is None:
-            return False
-        task = asyncio.create_task(one(link))
-        running.add(task)
-        task.add_done_callback(running.discard)
-        return True
+        if link is not None:
+            task = asyncio.create_task(one(link))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            outstanding += 1
 
     try:
         for _ in range(max(1, concurrency)):
-            if not start_next():
-                break
-        while running or not queue.empty():
+            start_next()
+        while outstanding:
             item = await queue.get()
+            outstanding -= 1
             start_next()
             yield item
     finally:

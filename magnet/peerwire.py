@@ -468,7 +468,10 @@ class PeerConnection:
         size = d.get(b"metadata_size")
         if size is not None:
             if type(size) is not int or not 0 <= size <= self.max_metadata_size:
-                return self._violation(f"metadata_size {size!r} is not in 0..cap")
+                return self._violation(
+                    f"claims an absurd metadata size: metadata_size {size!r},"
+                    f" the cap is {self.max_metadata_size}"
+                )
             # libtorrent treats 0 as "no metadata here"; so do we.
             size = size or None
         # BEP 10: each handshake updates the previous one; id 0 switches an extension off.

@@ -1,0 +1,156 @@
+"""The command line as a user runs it: subprocesses, exit codes, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.magnet.fakepeers import info_hash, make_info
+
+MAGNETAR = [sys.executable, "-m", "magnet"]
+
+
+def magnetar(
+    *args: str, timeout: float = 60, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MAGNETAR, *args], capture_output=True, text=True, timeout=timeout, input=stdin
+    )
+
+
+class Background:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [*MAGNETAR, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    def first_line(self, timeout: float = 30) -> str:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if sel.select(timeout=0.5):
+                line = self.proc.stdout.readline()
+                if line:
+                    return line
+            if self.proc.poll() is not None:
+                break
+        raise AssertionError(f"no output; stderr: {self.stop()}")
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read()
+
+
+@pytest.fixture(scope="module")
+def testnet() -> Iterator[str]:
+    bg = Background("testnet", "--nodes", "12", "--duration", "300")
+    try:
+        described = json.loads(bg.first_line())
+        yield described["bootstrap"][0]
+    finally:
+        bg.stop()
+
+
+def test_help_has_examples() -> None:
+    out = magnetar("resolve", "--help")
+    assert out.returncode == 0 and "Example" in out.stdout
+
+
+def test_bad_magnet_is_one_line_and_exit_2() -> None:
+    out = magnetar("resolve", "magnet:?xt=urn:btih:123")
+    assert out.returncode == 2
+    assert (
+        out.stderr.count("\n") == 1 and "magnetar:" in out.stderr and "Traceback" not in out.stderr
+    )
+
+
+def test_bad_bootstrap_is_exit_2() -> None:
+    out = magnetar("peers", "a" * 40, "-b", "nohostport")
+    assert out.returncode == 2 and "HOST:PORT" in out.stderr
+
+
+def test_ping_testnet_node(testnet: str) -> None:
+    out = magnetar("ping", testnet, "--json")
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    assert len(bytes.fromhex(record["id"])) == 20
+
+
+def test_ping_nobody_is_exit_1() -> None:
+    out = magnetar("ping", "127.0.0.1:9", "--timeout", "0.5")
+    assert out.returncode == 1 and "did not answer" in out.stderr
+
+
+def test_peers_not_found_is_exit_1_with_reason(testnet: str) -> None:
+    out = magnetar("peers", "b" * 40, "-b", testnet, "--timeout", "5")
+    assert out.returncode == 1
+    assert "no peers found" in out.stderr and "nodes answered" in out.stderr
+
+
+def test_serve_then_resolve_then_peers(testnet: str, tmp_path: Path) -> None:
+    info = make_info(50_000, name="served.bin")
+    torrent = b"d4:info" + info + b"e"
+    path = tmp_path / "served.torrent"
+    path.write_bytes(torrent)
+    server = Background("serve", str(path), "--port", "0", "--dht-port", "0", "-b", testnet)
+    try:
+        link = server.first_line().strip()
+        assert link.startswith("magnet:?xt=urn:btih:" + info_hash(info).hex())
+        out_file = tmp_path / "out.torrent"
+        for _ in range(20):  # the announce may still be on its way
+            out = magnetar(
+                "resolve", link, "-b", testnet, "-o", str(out_file), "--json", "--timeout", "5"
+            )
+            if out.returncode == 0:
+                break
+            time.sleep(0.2)
+        assert out.returncode == 0, out.stdout + out.stderr
+        record = json.loads(out.stdout)
+        assert record["name"] == "served.bin" and record["source"] == "dht"
+        assert record["output"] == str(out_file)
+        assert info in out_file.read_bytes()
+        peers = magnetar("peers", info_hash(info).hex(), "-b", testnet, "--timeout", "5")
+        assert peers.returncode == 0 and peers.stdout.strip()
+    finally:
+        server.stop()
+
+
+def test_bulk_from_stdin_reports_each_link(testnet: str, tmp_path: Path) -> None:
+    links = "\n".join(f"magnet:?xt=urn:btih:{os.urandom(20).hex()}" for _ in range(3))
+    out = magnetar(
+        "resolve", "-", "-b", testnet, "--timeout", "1", "--json", "-o", str(tmp_path), stdin=links
+    )
+    assert out.returncode == 1
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(records) == 3 and all(not r["ok"] for r in records)
+
+
+def test_node_runs_and_stops_on_sigint(testnet: str) -> None:
+    node = Background(
+        "node", "--host", "127.0.0.1", "--port", "0", "-b", testnet, "--status-interval", "0.3"
+    )
+    try:
+        time.sleep(1.5)
+    finally:
+        err = node.stop()
+    assert node.proc.returncode == 0
+    assert "listening on" in err and "table" in err and "node stopped" in err
