@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import pytest
 
@@ -27,8 +28,11 @@ class Swarm:
     """Runs a Resolution against in-memory peers, advancing a fake clock."""
 
     def __init__(
-        self, res: Resolution, peers: dict[Addr, Behaviour], refused: set[Addr] = frozenset()
-    ) -> None:  # type: ignore[assignment]
+        self,
+        res: Resolution,
+        peers: Mapping[Addr, Behaviour],
+        refused: frozenset[Addr] = frozenset(),
+    ) -> None:
         self.res = res
         self.peers = peers
         self.refused = refused
@@ -146,7 +150,7 @@ def test_peer_claiming_another_size_cannot_spoil_the_real_one() -> None:
 def test_unreachable_peers_are_counted_and_explained() -> None:
     info = make_info(100)
     res = resolution(info)
-    swarm = Swarm(res, {}, refused={addr(0), addr(1)})
+    swarm = Swarm(res, {}, refused=frozenset({addr(0), addr(1)}))
     res.add_peers([addr(0), addr(1)], "dht", 0.0)
     assert swarm.run() is None
     assert res.idle
