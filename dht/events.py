@@ -13,6 +13,7 @@ from dht.wire import Addr, NodeContact, Response
 __all__ = [
     "BootstrapStalled",
     "DhtEvent",
+    "ExternalAddressChanged",
     "InfoHashSeen",
     "LookupDone",
     "PeersFound",
@@ -80,4 +81,19 @@ class BootstrapStalled:
     routers: int
 
 
-DhtEvent = PeersFound | LookupDone | QueryAnswered | QueryFailed | InfoHashSeen | BootstrapStalled
+@dataclass(frozen=True, slots=True)
+class ExternalAddressChanged:
+    """Other nodes agree that they see us at ``ip`` (BEP 42 vote)."""
+
+    ip: str
+
+
+DhtEvent = (
+    PeersFound
+    | LookupDone
+    | QueryAnswered
+    | QueryFailed
+    | InfoHashSeen
+    | BootstrapStalled
+    | ExternalAddressChanged
+)

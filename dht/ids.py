@@ -160,15 +160,15 @@ def bep42_id(ip: str, rng: random.Random) -> bytes:
     return first + rest + bytes((last,))
 
 
-def bep42_valid(node_id: bytes, ip: str) -> bool:
+def bep42_valid(node_id: bytes, ip: str, *, exempt_local: bool = True) -> bool:
     """True when ``node_id`` carries the CRC32-C prefix BEP 42 requires for ``ip``.
 
     Only the top 21 bits are compared; the random selector ``r`` is in the id's last byte.
-    Exempt (local) addresses are always valid.
+    Local addresses are always valid unless ``exempt_local`` is False (tests).
     """
     if len(node_id) != ID_LEN:
         return False
-    if bep42_exempt(ip):
+    if exempt_local and bep42_exempt(ip):
         return True
     crc = _bep42_crc(ip, node_id[19] & 7)
     return (

@@ -25,13 +25,15 @@ from typing import Any
 from dht.events import (
     BootstrapStalled,
     DhtEvent,
+    ExternalAddressChanged,
     InfoHashSeen,
     LookupDone,
     PeersFound,
     QueryAnswered,
     QueryFailed,
 )
-from dht.ids import id_to_int, random_id, random_id_in_bucket
+from dht.external_ip import ExternalIpVoter
+from dht.ids import bep42_exempt, bep42_id, bep42_valid, id_to_int, random_id, random_id_in_bucket
 from dht.routing import RoutingTable
 from dht.storage import PeerStore
 from dht.tokens import TokenIssuer
@@ -54,6 +56,7 @@ from dht.wire import (
 )
 
 __all__ = ["VERSION", "DhtConfig", "DhtProtocol", "Stats"]
+
 
 # BEP 20 style client id: two letters and two version bytes (0.1).
 VERSION = b"MR\x00\x01"
@@ -79,6 +82,9 @@ class DhtConfig:
     sample_interval_s: int = 6 * 3600  # BEP 51 interval we ask crawlers to respect
     bootstrap_backoff_s: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 30.0, 60.0)
     read_only: bool = False  # BEP 43: answer nothing, say ro=1
+    secure_id: bool = False  # BEP 42: take a conforming node id once our external IP is known
+    enforce_node_id: bool = False  # BEP 42: keep nodes with non-conforming ids out of the table
+    bep42_exempt_local: bool = True  # local addresses are exempt from BEP 42 (tests turn it off)
     observe: bool = False  # emit InfoHashSeen for incoming get_peers/announce_peer
     version: bytes = VERSION
 
@@ -176,6 +182,7 @@ class DhtProtocol:
         self._bootstrap_attempt = 0
         self._bootstrap_retry_at: float | None = None
         self._last_expire = now
+        self.external_ip = ExternalIpVoter()
 
     # --- the sans-IO surface ------------------------------------------------------------------
 
@@ -412,7 +419,11 @@ class DhtProtocol:
             )
             return
         self._out.append((encode_response(q.t, r, ip=ip, version=cfg.version), addr))
-        if not q.read_only and self.routing.node_queried(q.id, addr, now):
+        if (
+            not q.read_only
+            and (not cfg.enforce_node_id or self._id_conforms(q.id, addr[0]))
+            and self.routing.node_queried(q.id, addr, now)
+        ):
             # BEP 5: a node that only queries us is not good; it may join once it answers a ping.
             self._ping_candidate(q.id, addr, now)
 
@@ -425,6 +436,31 @@ class DhtProtocol:
             and self._send_query(addr, b"ping", {}, now, _Maintenance(node_id), node_id)
         ):
             self._pinging.add(node_id)
+
+    def _id_conforms(self, node_id: bytes, ip: str) -> bool:
+        return bep42_valid(node_id, ip, exempt_local=self.config.bep42_exempt_local)
+
+    def _external_vote(self, voter_ip: str, seen_ip: str, now: float) -> None:
+        changed = self.external_ip.vote(voter_ip, seen_ip)
+        if changed is None:
+            return
+        self._events.append(ExternalAddressChanged(changed))
+        if (
+            self.config.secure_id
+            and not bep42_exempt(changed)
+            and not bep42_valid(self.node_id, changed)
+        ):
+            self.change_id(bep42_id(changed, self.rng), now)
+
+    def change_id(self, node_id: bytes, now: float) -> None:
+        """Take a new node id (BEP 42). The table is rebuilt around it: bucket ranges are
+        relative to our own id, so every known node is placed again."""
+        old = self.routing
+        self.node_id = node_id
+        self.routing = RoutingTable(node_id, now=now, k=self.config.k)
+        for e in old:
+            if e.confirmed:
+                self.routing.node_seen(e.id, e.addr, e.last_reply, e.rtt)
 
     def _nodes_for(self, target: bytes) -> bytes:
         return b"".join(e.compact for e in self.routing.closest(target, self.config.k))
@@ -439,9 +475,22 @@ class DhtProtocol:
         self.stats.responses_in += 1
         rtt = now - p.sent_at
         self._pinging.discard(p.node_id or b"")
-        self.routing.node_seen(msg.id, addr, now, rtt)
+        if msg.ip is not None:
+            self._external_vote(addr[0], msg.ip[0], now)
+        trusted = not self.config.enforce_node_id or self._id_conforms(msg.id, addr[0])
+        if trusted:
+            self.routing.node_seen(msg.id, addr, now, rtt)
+        else:
+            self.stats.drop("non-conforming node id")
         owner = p.owner
-        if type(owner) is tuple:
+        if type(owner) is tuple and not trusted:
+            # BEP 42: its nodes may still help, but its answer neither counts toward the end
+            # of the lookup nor gives a token we would announce with.
+            state, cand = owner
+            state.lookup.on_reply(cand, msg.id, msg.nodes)
+            state.lookup.on_failure(cand, final=True)
+            self._advance(state, now)
+        elif type(owner) is tuple:
             state, cand = owner
             # Nodes a reply mentions may fill buckets with room: they wait in the
             # replacement cache until a ping confirms them (BEP 5).

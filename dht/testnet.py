@@ -21,6 +21,7 @@ __all__ = ["Testnet"]
 
 class Testnet:
     __test__ = False  # not a pytest test class, despite the name
+
     def __init__(
         self,
         count: int,

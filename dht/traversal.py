@@ -192,8 +192,18 @@ class Lookup:
             c.state = CandidateState.STALLED
             self._in_flight -= 1
 
-    def on_failure(self, c: Candidate) -> None:
-        """A request to ``c`` timed out or got an error."""
+    def on_failure(self, c: Candidate, *, final: bool = False) -> None:
+        """A request to ``c`` timed out or got an error. ``final``: never count it, even if
+        it answered (a BEP 42 non-conforming node)."""
+        if final:
+            if c.state is CandidateState.PENDING:
+                self._in_flight -= 1
+            if c.state is CandidateState.REPLIED:
+                self.replied -= 1
+            if c.state is not CandidateState.FAILED:
+                self.failed += 1
+            c.state = CandidateState.FAILED
+            return
         c.outstanding -= 1
         if c.state is CandidateState.REPLIED or c.state is CandidateState.FAILED:
             return
