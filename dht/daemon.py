@@ -45,6 +45,7 @@ def format_status(status: dict[str, object]) -> str:
         f"{status['timeouts']} timeouts; {status['info_hashes']} info-hashes, "
         f"{status['peers']} peers stored"
         + (f"; dropped {total('dropped')}{breakdown('dropped')}" if total("dropped") else "")
+        + (f"; IPv6: {format_status(v6)}" if isinstance(v6 := status.get("ipv6"), dict) else "")
     )
 
 
@@ -76,7 +77,7 @@ async def serve_node(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), status_interval)
             if not stop.is_set():
-                log.info("%s", format_status(node.core.status(loop.time())))
+                log.info("%s", format_status(node.status()))
     finally:
         joining.cancel()
         with contextlib.suppress(asyncio.CancelledError):

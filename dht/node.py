@@ -1,10 +1,14 @@
-"""``dht.Node``: one UDP socket driving a ``DhtProtocol`` on asyncio.
+"""``dht.Node``: UDP sockets driving ``DhtProtocol`` cores on asyncio.
 
-No protocol logic lives here: each datagram goes to the core with ``loop.time()``; what the
-core wants sent is sent, its single timer is kept armed with ``loop.call_at``, and its events
-resolve the futures and queues of whoever called ``ping``, ``find_node``, ``get_peers`` or
-``announce``. The timer is only re-armed when the core's deadline moves earlier, which keeps
-the per-datagram cost low on a busy node.
+No protocol logic lives here: each datagram goes to its socket's core with ``loop.time()``;
+what the core wants sent is sent, its single timer is kept armed with ``loop.call_at``, and
+its events resolve the futures and queues of whoever called ``ping``, ``find_node``,
+``get_peers`` or ``announce``. The timer is only re-armed when the core's deadline moves
+earlier, which keeps the per-datagram cost low on a busy node.
+
+BEP 32 runs IPv4 and IPv6 as two DHTs. A node bound to an IPv4 address is in the first, one
+bound to an IPv6 address in the second, and one bound to ``::`` is in both (dual stack): an
+IPv6-only socket and an IPv4 socket on the same port, one core each, with the same node id.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +36,13 @@ __all__ = ["DhtQueryError", "Node", "PeerStream", "run"]
 
 log = logging.getLogger("dht.node")
 
+# Request ids of the IPv6 core start here, so one number names one request in the node.
+_V6_REQUEST_IDS = 1 << 40
+
+
+def family_of(host: str) -> int:
+    return 6 if ":" in host else 4
+
 
 class DhtQueryError(Exception):
     """A query was not answered (timeout), answered with a KRPC error, or not sent (busy)."""
@@ -44,44 +56,140 @@ class DhtQueryError(Exception):
 class PeerStream:
     """Peers of a get_peers lookup as they arrive: ``async for peer in stream``.
 
-    ``result`` holds the lookup's summary once it has finished (how many nodes were asked
-    and answered), which lets a caller explain an empty result.
+    A dual-stack node runs one lookup per family; the stream ends when all have. ``result``
+    holds a summary once finished (how many nodes were asked and answered), which lets a
+    caller explain an empty result.
     """
 
-    def __init__(self, node: Node, request_id: int) -> None:
+    def __init__(self, node: Node, request_ids: Sequence[int]) -> None:
         self._node = node
-        self.request_id = request_id
+        self.request_ids = list(request_ids)
+        self._open = set(request_ids)
         self._queue: asyncio.Queue[tuple[Addr, ...] | None] = asyncio.Queue()
         self._buffer: list[Addr] = []
+        self._done: list[LookupDone] = []
         self.result: LookupDone | None = None
 
-    def _feed(self, peers: tuple[Addr, ...] | None) -> None:
+    def _feed(self, peers: tuple[Addr, ...]) -> None:
         self._queue.put_nowait(peers)
+
+    def _finished(self, done: LookupDone | None) -> None:
+        if done is not None:
+            self._open.discard(done.request_id)
+            self._done.append(done)
+        else:
+            self._open.clear()
+        if not self._open:
+            first = self._done[0] if self._done else None
+            if first is not None:
+                self.result = LookupDone(
+                    first.request_id,
+                    first.kind,
+                    first.target,
+                    tuple(n for d in self._done for n in d.nodes),
+                    sum(d.queried for d in self._done),
+                    sum(d.replied for d in self._done),
+                    sum(d.peers for d in self._done),
+                    sum(d.announced for d in self._done),
+                    any(d.timed_out for d in self._done),
+                )
+            self._queue.put_nowait(None)
+
+    @property
+    def finished(self) -> bool:
+        return not self._open
 
     def __aiter__(self) -> PeerStream:
         return self
 
     async def __anext__(self) -> Addr:
         while not self._buffer:
-            if self.result is not None and self._queue.empty():
+            if not self._open and self._queue.empty():
                 raise StopAsyncIteration
             batch = await self._queue.get()
-            if batch is None:
-                continue
-            self._buffer.extend(batch)
+            if batch is not None:
+                self._buffer.extend(batch)
         return self._buffer.pop(0)
 
     def cancel(self) -> None:
-        if self.result is None:
-            self._node._cancel(self.request_id)
+        if self._open:
+            for rid in list(self._open):
+                self._node._cancel(rid)
+            self._finished(None)
 
 
-class Node(asyncio.DatagramProtocol):
-    """A DHT node on one UDP socket (IPv4).
+class _Endpoint(asyncio.DatagramProtocol):
+    """One UDP socket and the core that speaks on it."""
 
-    ``bootstrap_routers`` defaults to the public routers; pass loopback addresses for a
-    private DHT. Use ``async with Node(...) as node`` or ``await node.start()`` /
-    ``node.close()``.
+    def __init__(self, node: Node, core: DhtProtocol) -> None:
+        self.node = node
+        self.core = core
+        self.transport: asyncio.DatagramTransport | None = None
+        self.loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    def itself(self) -> _Endpoint:
+        """Protocol factory for ``create_datagram_endpoint``."""
+        return self
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.core.receive_datagram(data, (addr[0], addr[1]), self.loop.time())
+        self.flush()
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like: the query will time out; nothing else to do.
+        self.node.send_errors += 1
+
+    def flush(self) -> None:
+        core = self.core
+        transport = self.transport
+        if transport is None:
+            return
+        out = core.datagrams_to_send(0.0)
+        if out:
+            for data, dst in out:
+                try:
+                    transport.sendto(data, dst)
+                except (OSError, ValueError):
+                    self.node.send_errors += 1
+        event = core.next_event()
+        while event is not None:
+            self.node._dispatch(event)
+            event = core.next_event()
+        deadline = core.get_timer()
+        if deadline is not None and (self._timer is None or deadline < self._timer_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.transport is None:
+            return
+        self.core.handle_timer(self.loop.time())
+        self.flush()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+
+class Node:
+    """A DHT node on one UDP port.
+
+    ``host`` is the address to bind: IPv4 (``0.0.0.0``, ``127.0.0.1``), IPv6 (``::1``), or
+    ``::`` for both. ``bootstrap_routers`` defaults to the public routers; pass loopback
+    addresses for a private DHT. Use ``async with Node(...) as node`` or ``await
+    node.start()`` / ``node.close()``.
     """
 
     def __init__(
@@ -102,11 +210,8 @@ class Node(asyncio.DatagramProtocol):
             DEFAULT_ROUTERS if bootstrap_routers is None else tuple(bootstrap_routers)
         )
         self._rng = rng or random.SystemRandom()
-        self._core: DhtProtocol | None = None
-        self._transport: asyncio.DatagramTransport | None = None
+        self._endpoints: dict[int, _Endpoint] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
         self._requests: dict[int, asyncio.Future[QueryAnswered]] = {}
         self._lookups: dict[int, asyncio.Future[LookupDone]] = {}
         self._streams: dict[int, PeerStream] = {}
@@ -118,8 +223,34 @@ class Node(asyncio.DatagramProtocol):
     async def start(self) -> Node:
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._core = DhtProtocol(self._node_id, rng=self._rng, now=loop.time(), config=self._config)
-        await loop.create_datagram_endpoint(lambda: self, local_addr=(self.host, self.port))
+        node_id = self._node_id
+        if self.host == "::":
+            binds = [(6, "::"), (4, "0.0.0.0")]  # dual stack: same port, both families
+        else:
+            binds = [(family_of(self.host), self.host)]
+        port = self.port
+        try:
+            for family, host in binds:
+                core = DhtProtocol(
+                    node_id,
+                    rng=self._rng,
+                    now=loop.time(),
+                    config=self._config,
+                    family=family,
+                    first_request_id=_V6_REQUEST_IDS if family == 6 else 1,
+                )
+                node_id = core.node_id  # one id for both families (BEP 32)
+                endpoint = _Endpoint(self, core)
+                sock = _bind(family, host, port)
+                await loop.create_datagram_endpoint(endpoint.itself, sock=sock)
+                self._endpoints[family] = endpoint
+                port = port or int(sock.getsockname()[1])
+        except BaseException:
+            self.close()
+            raise
+        if 4 in self._endpoints and 6 in self._endpoints:
+            self._endpoints[4].core.sibling = self._endpoints[6].core
+            self._endpoints[6].core.sibling = self._endpoints[4].core
         return self
 
     async def __aenter__(self) -> Node:
@@ -129,26 +260,32 @@ class Node(asyncio.DatagramProtocol):
         self.close()
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        for endpoint in self._endpoints.values():
+            endpoint.close()
         futures: list[asyncio.Future[Any]] = [*self._requests.values(), *self._lookups.values()]
         for fut in futures:
             if not fut.done():
                 fut.cancel()
         for stream in self._streams.values():
-            stream._feed(None)
+            stream._finished(None)
         self._requests.clear()
         self._lookups.clear()
+        self._streams.clear()
+
+    @property
+    def cores(self) -> list[DhtProtocol]:
+        return [e.core for e in self._endpoints.values()]
 
     @property
     def core(self) -> DhtProtocol:
-        if self._core is None:
+        """The main core: IPv4 when the node has it, else IPv6."""
+        if not self._endpoints:
             raise RuntimeError("node not started")
-        return self._core
+        return self._endpoints.get(4, next(iter(self._endpoints.values()))).core
+
+    def core_for(self, family: int) -> DhtProtocol | None:
+        endpoint = self._endpoints.get(family)
+        return endpoint.core if endpoint else None
 
     @property
     def node_id(self) -> bytes:
@@ -156,65 +293,37 @@ class Node(asyncio.DatagramProtocol):
 
     @property
     def addr(self) -> Addr:
-        if self._transport is None:
+        """The main socket's address."""
+        endpoint = self._endpoints.get(4) or self._endpoints.get(6)
+        if endpoint is None or endpoint.transport is None:
             raise RuntimeError("node not started")
-        sockname = self._transport.get_extra_info("sockname")
+        sockname = endpoint.transport.get_extra_info("sockname")
         return str(sockname[0]), int(sockname[1])
 
+    @property
+    def addrs(self) -> list[Addr]:
+        out = []
+        for endpoint in self._endpoints.values():
+            if endpoint.transport is not None:
+                sockname = endpoint.transport.get_extra_info("sockname")
+                out.append((str(sockname[0]), int(sockname[1])))
+        return out
+
     def add_listener(self, callback: Callable[[DhtEvent], None]) -> None:
-        """Call ``callback`` with every event the core emits (status lines, crawlers)."""
+        """Call ``callback`` with every event the cores emit (status lines, crawlers)."""
         self._listeners.append(callback)
 
-    # --- asyncio.DatagramProtocol ------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """``DhtProtocol.status()`` of the main core, plus the IPv6 core's as ``ipv6``."""
+        assert self._loop is not None
+        now = self._loop.time()
+        status = self.core.status(now)
+        v6 = self.core_for(6)
+        if v6 is not None and v6 is not self.core:
+            status["ipv6"] = v6.status(now)
+        return status
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        core = self._core
-        if core is None:
-            return
-        core.receive_datagram(data, (addr[0], addr[1]), self._loop.time())  # type: ignore[union-attr]
-        self._flush()
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and the like: the query will time out; nothing else to do.
-        self.send_errors += 1
-
-    # --- driving the core --------------------------------------------------------------------
-
-    def _flush(self) -> None:
-        core = self._core
-        transport = self._transport
-        if core is None or transport is None:
-            return
-        loop = self._loop
-        assert loop is not None
-        out = core.datagrams_to_send(0.0)
-        if out:
-            for data, dst in out:
-                try:
-                    transport.sendto(data, dst)
-                except (OSError, ValueError):
-                    self.send_errors += 1
-        event = core.next_event()
-        while event is not None:
-            self._dispatch(event)
-            event = core.next_event()
-        deadline = core.get_timer()
-        if deadline is not None and (self._timer is None or deadline < self._timer_at):
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = deadline
-            self._timer = loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        core = self._core
-        if core is None or self._loop is None:
-            return
-        core.handle_timer(self._loop.time())
-        self._flush()
+    # --- events --------------------------------------------------------------------------------
 
     def _dispatch(self, event: DhtEvent) -> None:
         for listener in self._listeners:
@@ -233,8 +342,7 @@ class Node(asyncio.DatagramProtocol):
         elif isinstance(event, LookupDone):
             stream = self._streams.pop(event.request_id, None)
             if stream is not None:
-                stream.result = event
-                stream._feed(None)
+                stream._finished(event)
             lfut = self._lookups.pop(event.request_id, None)
             if lfut is not None and not lfut.done():
                 lfut.set_result(event)
@@ -250,8 +358,19 @@ class Node(asyncio.DatagramProtocol):
         assert self._loop is not None
         return self._loop.time()
 
+    def _endpoint_for(self, addr: Addr) -> _Endpoint:
+        endpoint = self._endpoints.get(family_of(addr[0]))
+        if endpoint is None:
+            raise DhtQueryError(addr, f"no IPv{family_of(addr[0])} socket")
+        return endpoint
+
+    def _flush_all(self) -> None:
+        for endpoint in self._endpoints.values():
+            endpoint.flush()
+
     def _cancel(self, request_id: int) -> None:
-        self.core.cancel(request_id)
+        for core in self.cores:
+            core.cancel(request_id)
         self._streams.pop(request_id, None)
         fut = self._lookups.pop(request_id, None)
         if fut is not None and not fut.done():
@@ -263,34 +382,42 @@ class Node(asyncio.DatagramProtocol):
         self, addr: Addr, method: bytes, args: dict[bytes, Any] | None = None
     ) -> Response:
         """Send one query and return the response; raises ``DhtQueryError``."""
-        rid = self.core.query(addr, method, args or {}, self._now())
+        endpoint = self._endpoint_for(addr)
+        rid = endpoint.core.query(addr, method, args or {}, self._now())
         fut: asyncio.Future[QueryAnswered] = asyncio.get_running_loop().create_future()
         self._requests[rid] = fut
-        self._flush()
+        endpoint.flush()
         return (await fut).response
 
     async def ping(self, addr: Addr) -> QueryAnswered:
         """Ping ``addr``: returns the answer (its id is ``.response.id``, ``.rtt`` seconds)."""
-        rid = self.core.ping(addr, self._now())
+        endpoint = self._endpoint_for(addr)
+        rid = endpoint.core.ping(addr, self._now())
         fut: asyncio.Future[QueryAnswered] = asyncio.get_running_loop().create_future()
         self._requests[rid] = fut
-        self._flush()
+        endpoint.flush()
         return await fut
 
-    async def _run_lookup(self, rid: int) -> LookupDone:
-        fut: asyncio.Future[LookupDone] = asyncio.get_running_loop().create_future()
-        self._lookups[rid] = fut
-        self._flush()
+    async def _run_lookups(self, rids: list[int]) -> list[LookupDone]:
+        loop = asyncio.get_running_loop()
+        futs = []
+        for rid in rids:
+            fut: asyncio.Future[LookupDone] = loop.create_future()
+            self._lookups[rid] = fut
+            futs.append(fut)
+        self._flush_all()
         try:
-            return await fut
+            return list(await asyncio.gather(*futs))
         finally:
-            if not fut.done():
-                self._cancel(rid)
+            for rid, fut in zip(rids, futs, strict=True):
+                if not fut.done():
+                    self._cancel(rid)
 
     async def find_node(self, target: bytes) -> list[NodeContact]:
-        """Iterative find_node: the K closest nodes to ``target`` that answered."""
-        done = await self._run_lookup(self.core.find_node(target, self._now()))
-        return list(done.nodes)
+        """Iterative find_node: the K closest nodes to ``target`` that answered (per family)."""
+        now = self._now()
+        done = await self._run_lookups([c.find_node(target, now) for c in self.cores])
+        return [n for d in done for n in d.nodes]
 
     def get_peers(self, info_hash: bytes, *, seeds: Sequence[Addr] = ()) -> PeerStream:
         """Iterative get_peers: ``async for peer in node.get_peers(h)`` yields peers as found.
@@ -298,30 +425,56 @@ class Node(asyncio.DatagramProtocol):
         ``seeds`` are extra starting points (e.g. resolved routers), asked first: a one-shot
         client can walk straight to the info-hash without filling its table beforehand.
         """
-        rid = self.core.get_peers(info_hash, self._now(), seeds=seeds)
-        stream = PeerStream(self, rid)
-        self._streams[rid] = stream
-        self._flush()
+        now = self._now()
+        rids = []
+        for family, endpoint in self._endpoints.items():
+            family_seeds = [s for s in seeds if family_of(s[0]) == family]
+            rids.append(endpoint.core.get_peers(info_hash, now, seeds=family_seeds))
+        stream = PeerStream(self, rids)
+        for rid in rids:
+            self._streams[rid] = stream
+        self._flush_all()
         return stream
 
     async def announce(self, info_hash: bytes, port: int, *, implied_port: bool = False) -> int:
         """Announce that we have ``info_hash`` on ``port``. Returns how many nodes took it."""
-        rid = self.core.announce(info_hash, port, self._now(), implied_port=implied_port)
-        return (await self._run_lookup(rid)).announced
+        now = self._now()
+        rids = [c.announce(info_hash, port, now, implied_port=implied_port) for c in self.cores]
+        return sum(d.announced for d in await self._run_lookups(rids))
 
     async def bootstrap(self, routers: Sequence[Addr] | None = None) -> int:
         """Join the DHT through ``routers`` (default: this node's). Returns the table size."""
         names = tuple(routers) if routers is not None else self.routers
-        addrs = await resolve_routers(names)
-        if not addrs and names:
-            log.warning("none of the %d bootstrap routers resolved", len(names))
-        await self._run_lookup(self.core.bootstrap(addrs, self._now()))
-        return len(self.core.routing)
+        rids = []
+        for family, endpoint in self._endpoints.items():
+            addrs = await resolve_routers(
+                names, family=socket.AF_INET6 if family == 6 else socket.AF_INET
+            )
+            if not addrs and names and family == 4:
+                log.warning("none of the %d bootstrap routers resolved", len(names))
+            rids.append(endpoint.core.bootstrap(addrs, self._now()))
+        await self._run_lookups(rids)
+        return sum(len(c.routing) for c in self.cores)
 
     def add_node(self, addr: Addr) -> None:
         """Ping ``addr``; if it answers it joins the routing table."""
-        self.core.add_node(addr, self._now())
-        self._flush()
+        endpoint = self._endpoint_for(addr)
+        endpoint.core.add_node(addr, self._now())
+        endpoint.flush()
+
+
+def _bind(family: int, host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        if family == 6:
+            # IPv6 only: the IPv4 DHT has its own socket (and core) on the same port.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setblocking(False)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def run(main: Any, *, fast: bool = True) -> Any:

@@ -158,8 +158,16 @@ class DhtProtocol:
         rng: random.Random,
         now: float,
         config: DhtConfig | None = None,
+        family: int = 4,
+        first_request_id: int = 1,
     ) -> None:
+        """``family`` 4 or 6: which DHT this core is part of (BEP 32 runs the IPv6 DHT as a
+        separate network with its own table); ``sibling`` may link the other family's core
+        so that ``want`` can be answered with both kinds of nodes."""
         self.config = config or DhtConfig()
+        self.family = family
+        self._nodes_key = b"nodes" if family == 4 else b"nodes6"
+        self.sibling: DhtProtocol | None = None
         self.rng = rng
         self.node_id = node_id if node_id is not None else random_id(rng)
         cfg = self.config
@@ -172,7 +180,7 @@ class DhtProtocol:
         self._tx = Transactions(cfg.max_pending, rng.getrandbits(16))
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque[DhtEvent] = deque()
-        self._next_id = 1
+        self._next_id = first_request_id
         self._lookups: dict[int, _LookupState] = {}
         self._waiting: deque[_LookupState] = deque()  # lookups that ran out of query slots
         self._pinging: set[bytes] = set()
@@ -367,14 +375,12 @@ class DhtProtocol:
         if method == b"ping":
             r = {b"id": self.node_id}
         elif method == b"find_node":
-            r = {b"id": self.node_id, b"nodes": self._nodes_for(q.target)}  # type: ignore[arg-type]
+            r = {b"id": self.node_id}
+            self._add_nodes(r, q)
         elif method == b"get_peers":
             info_hash: bytes = q.target  # type: ignore[assignment]
-            r = {
-                b"id": self.node_id,
-                b"nodes": self._nodes_for(info_hash),
-                b"token": self.tokens.issue(addr[0], now),
-            }
+            r = {b"id": self.node_id, b"token": self.tokens.issue(addr[0], now)}
+            self._add_nodes(r, q)
             values = self.storage.values(info_hash, now, cfg.max_values, self.rng)
             if values:
                 r[b"values"] = values
@@ -403,10 +409,10 @@ class DhtProtocol:
             r = {
                 b"id": self.node_id,
                 b"interval": cfg.sample_interval_s,
-                b"nodes": self._nodes_for(q.target),  # type: ignore[arg-type]
                 b"num": len(self.storage),
                 b"samples": b"".join(self.storage.sample(cfg.sample_count, self.rng)),
             }
+            self._add_nodes(r, q)
         else:
             stats.errors_out += 1
             self._out.append(
@@ -465,6 +471,24 @@ class DhtProtocol:
     def _nodes_for(self, target: bytes) -> bytes:
         return b"".join(e.compact for e in self.routing.closest(target, self.config.k))
 
+    def _add_nodes(self, r: dict[bytes, Any], q: Query) -> None:
+        """``nodes`` (IPv4 DHT) or ``nodes6`` (IPv6 DHT) closest to the target; both kinds
+        when the query says ``want`` (BEP 32) and the other family's core is linked."""
+        target: bytes = q.target  # type: ignore[assignment]
+        want = q.args.get(b"want")
+        if not want:
+            r[self._nodes_key] = self._nodes_for(target)
+            return
+        answered = False
+        for family, key in ((4, b"n4"), (6, b"n6")):
+            if key in want:
+                core = self if family == self.family else self.sibling
+                if core is not None:
+                    r[b"nodes" if family == 4 else b"nodes6"] = core._nodes_for(target)
+                    answered = True
+        if not answered:
+            r[self._nodes_key] = self._nodes_for(target)
+
     # --- replies to our queries ---------------------------------------------------------------
 
     def _on_response(self, msg: Response, addr: Addr, now: float) -> None:
@@ -487,7 +511,7 @@ class DhtProtocol:
             # BEP 42: its nodes may still help, but its answer neither counts toward the end
             # of the lookup nor gives a token we would announce with.
             state, cand = owner
-            state.lookup.on_reply(cand, msg.id, msg.nodes)
+            state.lookup.on_reply(cand, msg.id, msg.nodes if self.family == 4 else msg.nodes6)
             state.lookup.on_failure(cand, final=True)
             self._advance(state, now)
         elif type(owner) is tuple:
@@ -495,12 +519,11 @@ class DhtProtocol:
             # Nodes a reply mentions may fill buckets with room: they wait in the
             # replacement cache until a ping confirms them (BEP 5).
             heard_about = self.routing.heard_about
-            for n in msg.nodes:
+            nodes = msg.nodes if self.family == 4 else msg.nodes6
+            for n in nodes:
                 if heard_about(n.id, n.addr, now):
                     self._ping_candidate(n.id, n.addr, now)
-            new_peers = state.lookup.on_reply(
-                cand, msg.id, msg.nodes, token=msg.token, peers=msg.peers
-            )
+            new_peers = state.lookup.on_reply(cand, msg.id, nodes, token=msg.token, peers=msg.peers)
             if new_peers and state.id in self._lookups:
                 self._events.append(PeersFound(state.id, tuple(new_peers)))
             self._advance(state, now)
@@ -552,6 +575,12 @@ class DhtProtocol:
         lookup.add_addresses(seeds)
         state = _LookupState(rid, kind, lookup, now + cfg.lookup_timeout_s)
         self._lookups[rid] = state
+        if kind == "get_peers":
+            # Peers announced to us count too: we are part of the DHT we search.
+            local = self.storage.get(target, now, cfg.max_peers_per_hash, self.rng)
+            if local:
+                lookup.peers.update(local)
+                self._events.append(PeersFound(rid, tuple(local)))
         if start:
             self._advance(state, now)
         return rid
