@@ -34,6 +34,7 @@ from dht.events import (
 )
 from dht.external_ip import ExternalIpVoter
 from dht.ids import bep42_exempt, bep42_id, bep42_valid, id_to_int, random_id, random_id_in_bucket
+from dht.pool import NodePool
 from dht.routing import RoutingTable
 from dht.storage import PeerStore
 from dht.tokens import TokenIssuer
@@ -85,6 +86,10 @@ class DhtConfig:
     secure_id: bool = False  # BEP 42: take a conforming node id once our external IP is known
     enforce_node_id: bool = False  # BEP 42: keep nodes with non-conforming ids out of the table
     bep42_exempt_local: bool = True  # local addresses are exempt from BEP 42 (tests turn it off)
+    bootstrap_mode: bool = False  # a router: answer find_node from a big pool, store no peers
+    pool_size: int = 100_000  # verified nodes a router keeps
+    pool_verifying: int = 256  # verification pings a router keeps in flight at most
+    pool_reverify_s: float = 15 * 60.0
     observe: bool = False  # emit InfoHashSeen for incoming get_peers/announce_peer
     version: bytes = VERSION
 
@@ -191,6 +196,8 @@ class DhtProtocol:
         self._bootstrap_retry_at: float | None = None
         self._last_expire = now
         self.external_ip = ExternalIpVoter()
+        self.pool = NodePool(cfg.pool_size) if cfg.bootstrap_mode else None
+        self._verifying: set[bytes] = set()
 
     # --- the sans-IO surface ------------------------------------------------------------------
 
@@ -221,6 +228,9 @@ class DhtProtocol:
             self._pinging.discard(p.node_id or b"")
             if p.node_id is not None:
                 self.routing.node_failed(p.node_id, now)
+                if self.pool is not None:
+                    self._verifying.discard(p.node_id)
+                    self.pool.remove(p.node_id)
             self._fail(p, "timeout", now)
         if now >= self._next_maintenance:
             self._maintenance(now)
@@ -344,6 +354,7 @@ class DhtProtocol:
             "info_hashes": len(self.storage),
             "peers": self.storage.peer_count,
             "lookups": len(self._lookups),
+            "pool": len(self.pool) if self.pool is not None else None,
             "pending": len(self._tx),
         }
 
@@ -379,17 +390,19 @@ class DhtProtocol:
             self._add_nodes(r, q)
         elif method == b"get_peers":
             info_hash: bytes = q.target  # type: ignore[assignment]
-            r = {b"id": self.node_id, b"token": self.tokens.issue(addr[0], now)}
+            r = {b"id": self.node_id}
             self._add_nodes(r, q)
-            values = self.storage.values(info_hash, now, cfg.max_values, self.rng)
-            if values:
-                r[b"values"] = values
+            if self.pool is None:  # a router stores no peers, so it hands out no token
+                r[b"token"] = self.tokens.issue(addr[0], now)
+                values = self.storage.values(info_hash, now, cfg.max_values, self.rng)
+                if values:
+                    r[b"values"] = values
             if cfg.observe:
                 self._events.append(InfoHashSeen(info_hash, "get_peers", addr, None))
         elif method == b"announce_peer":
             info_hash = q.target  # type: ignore[assignment]
             args = q.args
-            if not self.tokens.check(args[b"token"], addr[0], now):
+            if self.pool is not None or not self.tokens.check(args[b"token"], addr[0], now):
                 stats.errors_out += 1
                 self._out.append(
                     (
@@ -425,13 +438,13 @@ class DhtProtocol:
             )
             return
         self._out.append((encode_response(q.t, r, ip=ip, version=cfg.version), addr))
-        if (
-            not q.read_only
-            and (not cfg.enforce_node_id or self._id_conforms(q.id, addr[0]))
-            and self.routing.node_queried(q.id, addr, now)
-        ):
+        if q.read_only or (cfg.enforce_node_id and not self._id_conforms(q.id, addr[0])):
+            return
+        if self.routing.node_queried(q.id, addr, now):
             # BEP 5: a node that only queries us is not good; it may join once it answers a ping.
             self._ping_candidate(q.id, addr, now)
+        elif self.pool is not None and q.id not in self.pool:
+            self._verify_for_pool(q.id, addr, now)
 
     def _ping_candidate(self, node_id: bytes, addr: Addr, now: float) -> None:
         """Ping a node that could fill a bucket with room, now rather than at the next tick,
@@ -468,7 +481,18 @@ class DhtProtocol:
             if e.confirmed:
                 self.routing.node_seen(e.id, e.addr, e.last_reply, e.rtt)
 
+    def _verify_for_pool(self, node_id: bytes, addr: Addr, now: float) -> None:
+        """A router pings a querier before it hands the node out to others."""
+        if (
+            len(self._verifying) < self.config.pool_verifying
+            and node_id not in self._verifying
+            and self._send_query(addr, b"ping", {}, now, _Maintenance(node_id), node_id)
+        ):
+            self._verifying.add(node_id)
+
     def _nodes_for(self, target: bytes) -> bytes:
+        if self.pool is not None and len(self.pool) >= self.config.k:
+            return self.pool.closest_compact(target, self.config.k)
         return b"".join(e.compact for e in self.routing.closest(target, self.config.k))
 
     def _add_nodes(self, r: dict[bytes, Any], q: Query) -> None:
@@ -504,6 +528,9 @@ class DhtProtocol:
         trusted = not self.config.enforce_node_id or self._id_conforms(msg.id, addr[0])
         if trusted:
             self.routing.node_seen(msg.id, addr, now, rtt)
+            if self.pool is not None:
+                self._verifying.discard(p.node_id or b"")
+                self.pool.add(msg.id, addr, now)
         else:
             self.stats.drop("non-conforming node id")
         owner = p.owner
@@ -735,6 +762,11 @@ class DhtProtocol:
             self._pinging.add(e.id)
             self._send_query(e.addr, b"ping", {}, now, _Maintenance(e.id), e.id)
             budget -= 1
+        # A router re-verifies the pool entries it verified longest ago.
+        if self.pool is not None:
+            room = cfg.pool_verifying - len(self._verifying)
+            for n in self.pool.stale(min(room, 64), now - cfg.pool_reverify_s):
+                self._verify_for_pool(n.id, n.addr, now)
         # Refresh buckets nobody touched for 15 minutes with a lookup into their range.
         if len(self.routing) and not any(s.kind == "refresh" for s in self._lookups.values()):
             stale = self.routing.stale_buckets(now, cfg.refresh_s)
