@@ -55,7 +55,8 @@ __all__ = [
 # Timeouts (the spec suggests 30 s per step) belong to the caller.
 # ---------------------------------------------------------------------------------------
 
-#: The 768-bit MODP prime (RFC 2409 group 1) that every MSE implementation uses; G is 2.
+#: The 768-bit safe prime every MSE implementation uses; G is 2. Beware: it is *not* the
+#: RFC 2409 group 1 prime it resembles, but that prime + 0x90564 (the next safe prime).
 MSE_PRIME = int(
     "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74"
     "020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F1437"
