@@ -53,6 +53,24 @@ __all__ = [
 # A sends step 3 only after Yb has arrived, and nothing after it until step 4 has told it
 # which method won, so a core hands out encrypt()/decrypt() only once it is complete.
 # Timeouts (the spec suggests 30 s per step) belong to the caller.
+#
+# Driving a core: write data_to_send() after construction and after every receive_data();
+# on HandshakeComplete hand initial_payload + leftover to the peer-wire parser, then run
+# every later read through decrypt() and every write through encrypt().
+#
+# Policies (the CLI's --encryption), after libtorrent's out_enc_policy/in_enc_policy:
+#   prefer  - dial with MseInitiator(provide=RC4|PLAINTEXT, initial_payload=our handshake).
+#             A peer without MSE reads Ya as a broken handshake and hangs up, so on
+#             MseFailed (usually "peer closed ...") or a timeout, redial once with a plain
+#             handshake and remember the peer as plaintext. libtorrent's "enabled" policy
+#             does the same with a per-peer pe_support flag, flipped before every try and
+#             flipped back on success, so retries alternate between the two. When
+#             listening, sniff_handshake() decides between the peer-wire parser and an
+#             MseResponder, so both kinds of peer get in.
+#   require - MseInitiator(provide=RC4) and MseResponder(allow=RC4); close incoming plain
+#             handshakes (libtorrent "forced" with allowed_enc_level=rc4; note that
+#             "forced" with its default level, both, may still settle on plaintext).
+#   off     - plain handshakes only; close connections sniff_handshake() calls encrypted.
 # ---------------------------------------------------------------------------------------
 
 #: The 768-bit safe prime every MSE implementation uses; G is 2. Beware: it is *not* the
@@ -271,6 +289,10 @@ class _Core:
         del self._buf[:n]
         return chunk
 
+    # Built-in pow() rather than cryptography's DH API: that API draws private keys from
+    # the OS itself (no injected randomness, so no seeded simulations) and works with
+    # full-size exponents. A 160-bit exponent mod P costs about 0.35 ms here; a whole
+    # handshake, both keys included, under 2 ms of CPU per side.
     def _public_key_and_pad(self) -> bytes:
         public = pow(MSE_GENERATOR, self._private, MSE_PRIME)
         return public.to_bytes(KEY_BYTES, "big") + self._randbytes(_pick_pad_len(self._randbytes))
@@ -443,6 +465,8 @@ class MseResponder(_Core):
         randbytes: Callable[[int], bytes],
     ) -> None:
         super().__init__(randbytes)
+        if isinstance(accept_hashes, bytes | bytearray):
+            raise TypeError("accept_hashes takes a collection of info-hashes or a lookup")
         if callable(accept_hashes):
             self._lookup: Callable[[bytes], bytes | None] = accept_hashes
         else:

@@ -519,6 +519,43 @@ def test_garbage_yields_mse_failed_or_nothing(chunks: list[bytes], seed: int) ->
         assert all(isinstance(e, MseFailed) for e in events) and len(events) <= 1
 
 
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), seed=st.integers(0, 2**16))
+def test_corrupted_transcripts_never_raise(data: st.DataObject, seed: int) -> None:
+    """Record a real exchange, then replay it to fresh cores with one byte flipped and
+    the rest cut at a random point: the cores must fail cleanly or carry on."""
+    ia = b"ia" * (seed % 50)
+    initiator = MseInitiator(IH, initial_payload=ia, randbytes=rng(seed))
+    responder = MseResponder([IH], randbytes=rng(seed + 1))
+    to_responder = initiator.data_to_send()
+    responder.receive_data(to_responder)
+    to_initiator = responder.data_to_send()
+    initiator.receive_data(to_initiator)
+    step3 = initiator.data_to_send()
+    responder.receive_data(step3)
+    to_responder += step3
+    to_initiator += responder.data_to_send()
+
+    for wire, fresh in (
+        (to_responder, MseResponder([IH], randbytes=rng(seed + 1))),
+        (to_initiator, MseInitiator(IH, initial_payload=ia, randbytes=rng(seed))),
+    ):
+        at = data.draw(st.integers(0, len(wire) - 1))
+        flip = data.draw(st.integers(1, 255))
+        cut = data.draw(st.integers(0, len(wire)))
+        bad = bytearray(wire)
+        bad[at] ^= flip
+        fresh.data_to_send()
+        for piece in (bytes(bad[:cut]), bytes(bad[cut:])):
+            if piece and not fresh.complete:
+                fresh.receive_data(piece)
+                fresh.data_to_send()
+        events = []
+        while (event := fresh.next_event()) is not None:
+            events.append(event)
+        assert len(events) <= 1
+
+
 def test_usage_errors() -> None:
     initiator = MseInitiator(IH, randbytes=rng())
     with pytest.raises(MseUsageError):
@@ -547,6 +584,11 @@ def test_usage_errors() -> None:
 def test_constructor_validation(build: Callable[[], object]) -> None:
     with pytest.raises(ValueError):
         build()
+
+
+def test_responder_refuses_a_lone_hash_for_a_collection() -> None:
+    with pytest.raises(TypeError):
+        MseResponder(IH, randbytes=rng())  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
