@@ -18,6 +18,7 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import bencode2
@@ -110,6 +111,35 @@ class NodeState:
                     raise ValueError(f"{c.addr[0]} in {'nodes6' if v6 else 'nodes'}")
         if not math.isfinite(self.saved_at):
             raise ValueError("saved_at is not finite")
+
+    @classmethod
+    def from_contacts(
+        cls,
+        node_id: bytes,
+        contacts: Iterable[NodeContact],
+        *,
+        external_ip: str | None = None,
+        ip_votes: Mapping[str, int] | None = None,
+        saved_at: float = 0.0,
+    ) -> NodeState:
+        """A state from a routing table's contacts of both families (``RoutingTable.contacts()``).
+
+        Contacts are split by family and cut at ``MAX_CONTACTS`` each, ones with addresses
+        that do not parse are skipped, and only the ``MAX_VOTES`` most voted IPs are kept:
+        whatever a live table holds can be saved.
+        """
+        v4: list[NodeContact] = []
+        v6: list[NodeContact] = []
+        for c in contacts:
+            try:
+                packed = _pack_ip(c.addr[0])
+            except ValueError:
+                continue
+            out = v4 if len(packed) == 4 else v6
+            if len(out) < MAX_CONTACTS:
+                out.append(c)
+        votes = sorted((ip_votes or {}).items(), key=lambda kv: -kv[1])[:MAX_VOTES]
+        return cls(node_id, external_ip, dict(votes), tuple(v4), tuple(v6), saved_at)
 
 
 def _pack_ip(ip: str) -> bytes:

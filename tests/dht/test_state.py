@@ -95,6 +95,22 @@ def test_round_trip_any(
     assert decode_state(encode_state(state)) == state
 
 
+def test_from_contacts_splits_families_and_bounds() -> None:
+    from dht.state import MAX_CONTACTS, MAX_VOTES
+
+    contacts = [NodeContact(bytes([i % 256]) * 20, ("5.6.7.8", 1)) for i in range(10)]
+    contacts += [NodeContact(bytes(20), ("2a01::1", 2)), NodeContact(bytes(20), ("bad", 3))]
+    contacts += [NodeContact(bytes(20), ("1.1.1.1", 4))] * MAX_CONTACTS
+    votes = {f"1.1.{i // 256}.{i % 256}": i for i in range(MAX_VOTES + 10)}
+    state = NodeState.from_contacts(bytes(20), contacts, ip_votes=votes, saved_at=5.0)
+    assert len(state.nodes) == MAX_CONTACTS
+    assert state.nodes[:10] == tuple(contacts[:10])
+    assert state.nodes6 == (NodeContact(bytes(20), ("2a01::1", 2)),)
+    assert len(state.ip_votes) == MAX_VOTES
+    assert min(state.ip_votes.values()) == 10  # the least voted were dropped
+    assert decode_state(encode_state(state)) == state
+
+
 def test_bad_states_are_refused_when_made() -> None:
     with pytest.raises(ValueError):
         NodeState(node_id=b"short")
