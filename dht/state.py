@@ -328,9 +328,9 @@ def load_state_or_fresh(path: str | os.PathLike[str]) -> tuple[NodeState | None,
     try:
         aside = _move_aside(path)
         reason += f"; moved to {aside}"
-    except OSError as exc:
-        reason += f"; could not move it aside: {exc.strerror or exc}"
-    return None, reason
+    except Exception as exc:  # a read-only directory, say: still start, and say why
+        reason += f"; could not move it aside: {getattr(exc, 'strerror', None) or exc}"
+    return None, " ".join(reason.split())  # one line, whatever an exception said
 
 
 def _move_aside(path: str) -> str:
@@ -340,7 +340,7 @@ def _move_aside(path: str) -> str:
     with os.scandir(directory) as it:
         for entry in it:
             suffix = entry.name[len(prefix) :]
-            if entry.name.startswith(prefix) and suffix.isdigit():
+            if entry.name.startswith(prefix) and suffix.isascii() and suffix.isdigit():
                 taken.append(int(suffix))
     n = max(taken, default=0) + 1
     aside = f"{path}.bad-{n}"

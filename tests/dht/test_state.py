@@ -234,6 +234,16 @@ def test_load_or_fresh_never_raises(data: st.DataObject) -> None:
         assert (state is None) != (reason is None)
 
 
+def test_odd_names_beside_the_file_do_not_break_moving_aside(tmp_path: Path) -> None:
+    path = tmp_path / "state.dat"
+    (tmp_path / "state.dat.bad-\u00b2").write_bytes(b"")  # a digit to isdigit(), not to int()
+    (tmp_path / "state.dat.bad-x").write_bytes(b"")
+    path.write_bytes(b"junk")
+    state, reason = load_state_or_fresh(path)
+    assert state is None and reason is not None and "moved to" in reason
+    assert (tmp_path / "state.dat.bad-1").read_bytes() == b"junk"
+
+
 def test_stale_temp_files_are_swept(tmp_path: Path) -> None:
     path = tmp_path / "state.dat"
     stale = tmp_path / ".state.dat.abc123.tmp"
