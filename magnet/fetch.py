@@ -88,7 +88,7 @@ class _PeerProtocol(asyncio.Protocol):
         self.fetcher.received(self.addr, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.fetcher.lost(self.addr, exc)
+        self.fetcher.lost(self, exc)
 
 
 class _Fetcher:
@@ -125,9 +125,12 @@ class _Fetcher:
         self.res.data_received(addr, data, self.loop.time())
         self._pump()
 
-    def lost(self, addr: Addr, exc: Exception | None) -> None:
-        if self._open.pop(addr, None) is not None:
-            self.res.connection_lost(addr, None, self.loop.time())
+    def lost(self, proto: _PeerProtocol, exc: Exception | None) -> None:
+        # Only the current connection to that address counts: a peer may have been
+        # closed and redialled (the other way of encrypting) before this callback ran.
+        if self._open.get(proto.addr) is proto:
+            del self._open[proto.addr]
+            self.res.connection_lost(proto.addr, None, self.loop.time())
             self._pump()
 
     async def _connect(self, addr: Addr) -> None:
@@ -195,6 +198,7 @@ async def resolve(
     bootstrap: Sequence[Addr] | None = None,
     timeout: float = 60.0,
     use_dht: bool = True,
+    encryption: str = "auto",
     max_connections: int = 40,
     max_metadata_size: int = 32 * 1024 * 1024,
     on_progress: Callable[[Progress], None] | None = None,
@@ -202,7 +206,8 @@ async def resolve(
     """Fetch and verify the info dict a magnet link names.
 
     Peers come from the link's ``x.pe`` and the DHT (``node``, or a read-only client node
-    of our own joining through ``bootstrap``, default the public routers). Raises
+    of our own joining through ``bootstrap``, default the public routers). ``encryption``
+    is one of ``magnet.resolver.ENCRYPTION_POLICIES`` (MSE/PE; "auto" by default). Raises
     ``ResolveError`` with a one-line reason on bad input, timeout or when no source is left.
     """
     started = time.monotonic()
@@ -225,6 +230,8 @@ async def resolve(
         info_hash_v2=link.btmh,
         max_connections=max_connections,
         max_metadata_size=max_metadata_size,
+        encryption=encryption,
+        randbytes=os.urandom,
     )
     progress = Progress()
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import enum
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from magnet.metadata import MetadataAssembler, MetadataError, piece_count
 from magnet.peerwire import (
@@ -33,7 +34,11 @@ from magnet.peerwire import (
     Violation,
 )
 
+if TYPE_CHECKING:
+    from magnet.mse import MseInitiator
+
 __all__ = [
+    "ENCRYPTION_POLICIES",
     "Action",
     "Close",
     "Connect",
@@ -47,6 +52,15 @@ Addr = tuple[str, int]
 
 MAX_METADATA_SIZE = 32 * 1024 * 1024
 MAX_SIZES = 4  # distinct metadata sizes claimed before further claimants are dropped
+
+# How to dial (MSE/PE, see magnet/mse.py):
+#   auto    - plaintext first; a peer that hangs up before its handshake is redialled at once
+#             with encryption (encryption-only peers do exactly that), so both kinds resolve
+#             about as fast and plaintext peers pay no Diffie-Hellman round trip;
+#   prefer  - encrypted first (RC4 or plaintext, the peer picks), plaintext as the fallback;
+#   require - encrypted, RC4 only, no fallback;
+#   off     - plaintext only.
+ENCRYPTION_POLICIES = ("auto", "prefer", "require", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +99,27 @@ class _State(enum.Enum):
 
 
 class _Peer:
-    __slots__ = ("addr", "conn", "deadline", "requested", "size", "source", "state")
+    __slots__ = (
+        "addr",
+        "conn",
+        "deadline",
+        "encrypt",
+        "mse",
+        "redialled",
+        "requested",
+        "size",
+        "source",
+        "state",
+    )
 
     def __init__(self, addr: Addr, source: str) -> None:
         self.addr = addr
         self.source = source
         self.state = _State.QUEUED
         self.conn: PeerConnection | None = None
+        self.mse: MseInitiator | None = None
+        self.encrypt = False  # dial this peer with MSE
+        self.redialled = False  # the fallback attempt has been used
         self.deadline = 0.0
         self.size = 0
         self.requested: dict[int, float] = {}  # piece -> when asked
@@ -130,6 +158,8 @@ class Resolution:
         handshake_timeout: float = 5.0,
         request_timeout: float = 5.0,
         requests_per_peer: int = 16,
+        encryption: str = "auto",
+        randbytes: Callable[[int], bytes] | None = None,
     ) -> None:
         """``info_hash`` is what the handshake carries (v1, or v2 truncated to 20 bytes);
         ``info_hash_v1``/``info_hash_v2`` are what the assembled dict is checked against."""
@@ -146,6 +176,12 @@ class Resolution:
         self.handshake_timeout = handshake_timeout
         self.request_timeout = request_timeout
         self.requests_per_peer = requests_per_peer
+        if encryption not in ENCRYPTION_POLICIES:
+            raise ValueError(f"encryption must be one of {', '.join(ENCRYPTION_POLICIES)}")
+        if encryption != "off" and randbytes is None:
+            raise ValueError("encryption needs randbytes (os.urandom)")
+        self.encryption = encryption
+        self._randbytes = randbytes
         self._peers: dict[Addr, _Peer] = {}
         self._queue: deque[_Peer] = deque()
         self._active = 0  # CONNECTING + HANDSHAKE + READY
@@ -163,6 +199,7 @@ class Resolution:
             if addr in self._peers or addr[1] == 0 or len(self._peers) >= self.max_known:
                 continue
             peer = _Peer(addr, source)
+            peer.encrypt = self.encryption in ("prefer", "require")
             self._peers[addr] = peer
             self._queue.append(peer)
             new += 1
@@ -183,14 +220,52 @@ class Resolution:
         peer.conn = conn
         # Handshake and extension handshake in one write: saves a round trip, and BEP 10
         # allows it; a request may only follow once theirs arrived.
-        self._actions.append(Send(addr, conn.send_handshake() + conn.send_ext_handshake()))
+        hello = conn.send_handshake() + conn.send_ext_handshake()
+        if peer.encrypt:
+            from magnet.mse import CryptoMethod, MseInitiator
+
+            assert self._randbytes is not None
+            methods = CryptoMethod.RC4
+            if self.encryption != "require":
+                methods |= CryptoMethod.PLAINTEXT
+            # Our handshakes ride in the MSE initial payload: no extra round trip.
+            peer.mse = MseInitiator(
+                self.info_hash, provide=methods, initial_payload=hello, randbytes=self._randbytes
+            )
+            self._actions.append(Send(addr, peer.mse.data_to_send()))
+        else:
+            self._actions.append(Send(addr, hello))
 
     def data_received(self, addr: Addr, data: bytes, now: float) -> None:
         peer = self._peers.get(addr)
         if peer is None or peer.conn is None or peer.state is _State.DONE or not data:
             return
+        mse = peer.mse
+        if mse is not None:
+            if not mse.complete:
+                self._mse_step(peer, data, now)
+                return
+            data = mse.decrypt(data)
         peer.conn.receive_data(data)
         self._process(peer, now)
+
+    def _mse_step(self, peer: _Peer, data: bytes, now: float) -> None:
+        from magnet.mse import HandshakeComplete, MseFailed
+
+        mse = peer.mse
+        assert mse is not None and peer.conn is not None
+        mse.receive_data(data)
+        out = mse.data_to_send()
+        if out:
+            self._actions.append(Send(peer.addr, out))
+        event = mse.next_event()
+        if isinstance(event, MseFailed):
+            self._actions.append(Close(peer.addr, event.reason))
+            if not self._redial(peer, now):
+                self._finish(peer, f"encryption handshake failed: {event.reason}", now, close=False)
+        elif isinstance(event, HandshakeComplete):
+            peer.conn.receive_data(event.initial_payload + event.leftover)
+            self._process(peer, now)
 
     def connection_lost(self, addr: Addr, reason: str | None, now: float) -> None:
         """The connection ended (or could not be made); ``reason`` for a failed connect."""
@@ -200,6 +275,8 @@ class Resolution:
         if peer.state is _State.CONNECTING:
             why = "connect failed" if reason is None else f"connect failed: {reason}"
         elif peer.state is _State.HANDSHAKE:
+            if self._redial(peer, now):
+                return
             why = "closed during handshake"
         else:
             why = "closed before sending the metadata"
@@ -261,6 +338,23 @@ class Resolution:
             self.stats.tried += 1
             self._actions.append(Connect(peer.addr))
 
+    def _redial(self, peer: _Peer, now: float) -> bool:
+        """A peer hung up before its handshake: try the other way of dialling once."""
+        if peer.redialled or self.encryption in ("off", "require") or self.result is not None:
+            return False
+        conn = peer.conn
+        if conn is not None and conn.remote_peer_id is not None:
+            return False  # it did speak BitTorrent to us: the way we dialled was not the issue
+        self._active -= 1
+        peer.redialled = True
+        peer.encrypt = not peer.encrypt
+        peer.state = _State.QUEUED
+        peer.conn = None
+        peer.mse = None
+        self._queue.appendleft(peer)
+        self._schedule(now)
+        return True
+
     def _finish(self, peer: _Peer, why: str | None, now: float, *, close: bool = True) -> None:
         """Done with ``peer``: count why, release its requests, close, try the next one."""
         if peer.state is _State.DONE:
@@ -275,6 +369,7 @@ class Resolution:
         if close:
             self._actions.append(Close(peer.addr, why or "done"))
         peer.conn = None
+        peer.mse = None
         if self.result is None:
             self._request_more(now)
             self._schedule(now)
@@ -307,6 +402,8 @@ class Resolution:
             self._request_more(now)
 
     def _send(self, peer: _Peer, data: bytes) -> None:
+        if peer.mse is not None:
+            data = peer.mse.encrypt(data)
         self._actions.append(Send(peer.addr, data))
 
     def _on_ext_handshake(self, peer: _Peer, ev: ExtHandshake, now: float) -> None:

@@ -116,6 +116,40 @@ class OtherSize(Behaviour):
         super().__init__(make_info(len(info) + 5 * METADATA_PIECE))
 
 
+class EncryptedOnly(Behaviour):
+    """Accepts only MSE/PE connections, RC4 only (like libtorrent with in_enc_policy forced
+    and allowed_enc_level rc4): a plaintext handshake gets the connection closed."""
+
+    def __init__(self, info: bytes) -> None:
+        super().__init__(info)
+        from magnet.mse import CryptoMethod, MseResponder
+
+        self.mse = MseResponder([info_hash(info)], allow=CryptoMethod.RC4, randbytes=os.urandom)
+        self.sniffed = b""
+
+    def feed(self, data: bytes) -> bytes:
+        from magnet.mse import HandshakeComplete, MseFailed, sniff_handshake
+
+        if self.closed:
+            return b""
+        if not self.mse.complete:
+            self.sniffed += data
+            if sniff_handshake(self.sniffed) == "plaintext":
+                self.closed = True
+                return b""
+            self.mse.receive_data(data)
+            out = self.mse.data_to_send()
+            event = self.mse.next_event()
+            if isinstance(event, MseFailed):
+                self.closed = True
+                return out
+            if isinstance(event, HandshakeComplete):
+                reply = super().feed(event.initial_payload + event.leftover)
+                return out + self.mse.encrypt(reply)
+            return out
+        return self.mse.encrypt(super().feed(self.mse.decrypt(data)))
+
+
 async def serve_behaviour(
     make: type[Behaviour], info: bytes
 ) -> tuple[asyncio.Server, tuple[str, int], list[Behaviour]]:

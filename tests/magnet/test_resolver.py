@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Mapping
 
 import pytest
@@ -12,6 +13,7 @@ from magnet.resolver import Close, Connect, Resolution, Resolved, Send
 from tests.magnet.fakepeers import (
     AbsurdSize,
     Behaviour,
+    EncryptedOnly,
     Honest,
     Liar,
     OtherSize,
@@ -35,6 +37,10 @@ class Swarm:
     ) -> None:
         self.res = res
         self.peers = peers
+        # The given peer object serves the first connection, a fresh one each later one:
+        # a real peer keeps per-connection state.
+        self.fresh: dict[Addr, list[Behaviour]] = {a: [p] for a, p in peers.items()}
+        self.live: dict[Addr, Behaviour] = {}
         self.refused = refused
         self.now = 0.0
         self.connects: list[Addr] = []
@@ -52,13 +58,23 @@ class Swarm:
                     if action.addr in self.refused:
                         self.res.connection_lost(action.addr, "connection refused", self.now)
                     else:
+                        queue = self.fresh[action.addr]
+                        first = self.peers[action.addr]
+                        self.live[action.addr] = queue.pop() if queue else type(first)(first.info)
                         self.res.connection_made(action.addr, self.now)
                 elif isinstance(action, Send):
-                    reply = self.peers[action.addr].feed(action.data)
+                    peer = self.live.get(action.addr)
+                    if peer is None or peer.closed:
+                        continue
+                    reply = peer.feed(action.data)
                     if reply:
                         self.res.data_received(action.addr, reply, self.now)
+                    if peer.closed:  # it hung up on us
+                        del self.live[action.addr]
+                        self.res.connection_lost(action.addr, None, self.now)
                 elif isinstance(action, Close):
                     self.closes[action.addr] = action.reason
+                    self.live.pop(action.addr, None)
                 elif isinstance(action, Resolved):
                     self.result = action
 
@@ -75,6 +91,7 @@ class Swarm:
 
 
 def resolution(info: bytes, **kw: object) -> Resolution:
+    kw.setdefault("randbytes", random.Random(0).randbytes)
     return Resolution(info_hash(info), peer_id=os.urandom(20), **kw)  # type: ignore[arg-type]
 
 
@@ -197,3 +214,27 @@ def test_everything_else_is_closed_once_resolved() -> None:
     assert swarm.run() is not None
     assert res.active == 0
     assert addr(1) in swarm.closes
+
+
+@pytest.mark.parametrize(
+    ("policy", "peer", "ok"),
+    [
+        ("auto", Honest, True),
+        ("auto", EncryptedOnly, True),  # plaintext first, redial encrypted when it hangs up
+        ("prefer", EncryptedOnly, True),
+        ("prefer", Honest, True),  # encrypted first, plaintext when MSE fails
+        ("require", EncryptedOnly, True),
+        ("require", Honest, False),
+        ("off", EncryptedOnly, False),
+        ("off", Honest, True),
+    ],
+)
+def test_encryption_policies(policy: str, peer: type[Behaviour], ok: bool) -> None:
+    info = make_info(2 * METADATA_PIECE)
+    res = resolution(info, encryption=policy)
+    swarm = Swarm(res, {addr(0): peer(info)})
+    res.add_peers([addr(0)], "dht", 0.0)
+    result = swarm.run()
+    assert (result is not None and result.info == info) is ok
+    if not ok:
+        assert res.idle
