@@ -75,11 +75,13 @@ DEFAULT_ALERT_MASK: int = (
 #: For load targets: every incoming get_peers would otherwise post an alert.
 QUIET_ALERT_MASK: int = _cat.error_notification | _cat.status_notification
 
-#: DHT rate limits raised so that neither a small swarm's start-up burst nor a benchmark flood
-#: is silently dropped (see shared/README.md). ``dht_upload_rate_limit`` must stay positive and
-#: moderate: 0 means no DHT sending at all and 2**30 also silenced it.
+#: DHT rate limits raised so that a benchmark flood is not silently dropped (see
+#: shared/README.md). ``dht_upload_rate_limit`` must stay in 1..715,827,882: libtorrent caps its
+#: send quota at ``3 * limit`` in a 32-bit int (dht_tracker::has_quota), so 2**30 overflows to a
+#: negative quota and every query is dropped; 0 drops every query too. 10 MB/s would cap a flood
+#: at ~35-50k replies/s (replies with 8 nodes are ~270 bytes), hence 100 MB/s.
 LOAD_TEST_SETTINGS: dict[str, Any] = {
-    "dht_upload_rate_limit": 10_000_000,
+    "dht_upload_rate_limit": 100_000_000,
     "dht_block_ratelimit": 1_000_000,
     "dht_block_timeout": 1,
     "alert_mask": QUIET_ALERT_MASK,
