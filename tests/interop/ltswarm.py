@@ -331,6 +331,8 @@ class _NodeState:
     bootstrapped: bool = False
     live_nodes: list[tuple[bytes, Addr]] | None = None
     live_nodes_seq: int = 0
+    buckets: list[tuple[int, int]] | None = None
+    buckets_seq: int = 0
     #: info-hash -> peers returned by our own get_peers lookups
     peers: dict[bytes, set[Addr]] = field(default_factory=dict)
     #: info-hash -> (ip, port) of incoming announce_peer requests this node stored
@@ -438,6 +440,9 @@ class LtNode:
         if isinstance(a, lt.dht_live_nodes_alert):
             st.live_nodes = [(n["nid"].to_bytes(), _endpoint(n["endpoint"])) for n in a.nodes]
             st.live_nodes_seq += 1
+        elif isinstance(a, lt.dht_stats_alert):
+            st.buckets = [(b["num_nodes"], b["num_replacements"]) for b in a.routing_table]
+            st.buckets_seq += 1
         elif isinstance(a, lt.dht_get_peers_reply_alert):
             ih = a.info_hash.to_bytes()
             st.peers.setdefault(ih, set()).update(_endpoint(ep) for ep in a.peers())
@@ -493,6 +498,18 @@ class LtNode:
         self.wait_for(lambda: self._state.live_nodes_seq > seq, timeout, "dht_live_nodes_alert")
         assert self._state.live_nodes is not None
         return list(self._state.live_nodes)
+
+    def buckets(self, timeout: float = 2.0) -> list[tuple[int, int]]:
+        """Per routing-table bucket: ``(live nodes, replacement-cache nodes)``.
+
+        Replacements include nodes only heard of (e.g. queriers not yet confirmed), which
+        :meth:`routing_table` does not list.
+        """
+        seq = self._state.buckets_seq
+        self._ses.post_dht_stats()
+        self.wait_for(lambda: self._state.buckets_seq > seq, timeout, "dht_stats_alert")
+        assert self._state.buckets is not None
+        return list(self._state.buckets)
 
     def get_peers(
         self, info_hash: bytes, timeout: float = 5.0, *, min_peers: int | None = 1
