@@ -112,7 +112,12 @@ class LoadConfig:
 
 @dataclass(frozen=True, slots=True)
 class LoadResult:
-    """Counts over the measured period (warm-up excluded)."""
+    """Counts over the measured period (warm-up excluded).
+
+    ``lost``: queries that timed out (``query_timeout``) during the period; those still in
+    flight at its end are not counted. ``errors``: KRPC error replies. ``unmatched``:
+    datagrams that were not a reply to an outstanding query (or not bencoded).
+    """
 
     target: Addr
     seconds: float
@@ -287,7 +292,7 @@ def _flood(cfg: LoadConfig, socks: list[socket.socket], ep: select.epoll) -> Loa
             for t in stale:
                 del inflight[t]
             lost += len(stale)
-    lost += len(inflight)  # still unanswered at the end (not all of them late, but close)
+    elapsed = now - measure_from
     rtts.sort()
 
     def pct(p: float) -> float:
@@ -295,7 +300,7 @@ def _flood(cfg: LoadConfig, socks: list[socket.socket], ep: select.epoll) -> Loa
 
     return LoadResult(
         target=cfg.target,
-        seconds=cfg.seconds,
+        seconds=round(elapsed, 4),
         sent=sent,
         answered=answered,
         errors=errors,
@@ -303,7 +308,7 @@ def _flood(cfg: LoadConfig, socks: list[socket.socket], ep: select.epoll) -> Loa
         unmatched=unmatched,
         latency_ms_p50=pct(0.5),
         latency_ms_p99=pct(0.99),
-        generator_cpu=round(cpu / (now - measure_from), 3),
+        generator_cpu=round(cpu / elapsed, 3),
         sources=nsocks,
         window=window,
         mix=dict(cfg.mix),
