@@ -31,12 +31,13 @@ import os
 import shlex
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,20 +65,24 @@ TRIVIAL_HOST = "127.0.1.3"
 
 @dataclass(slots=True)
 class Outcome:
-    """One target's figures, or why it was skipped."""
+    """One target's runs (median reported), or why it was skipped."""
 
     target: str
-    result: LoadResult | None = None
-    target_cpu: float | None = None  # target's CPU use during the flood, 1.0 = one core
+    runs: list[tuple[LoadResult, float]] = field(default_factory=list)  # (result, target CPU)
     skipped: str | None = None
 
+    @property
+    def answered_per_s(self) -> float | None:
+        """Median answered queries per second over the runs."""
+        if not self.runs:
+            return None
+        return statistics.median(r.answered_per_s for r, _ in self.runs)
+
     def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"target": self.target}
-        if self.result is not None:
-            d.update(self.result.as_dict())
-            d["target_cpu"] = self.target_cpu
+        d: dict[str, Any] = {"target": self.target, "answered_per_s": self.answered_per_s}
         if self.skipped is not None:
             d["skipped"] = self.skipped
+        d["runs"] = [{**r.as_dict(), "target_cpu": cpu} for r, cpu in self.runs]
         return d
 
 
@@ -217,6 +222,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--ours-cmd", help="command starting our node: {host} {port} {bootstrap}")
     p.add_argument("--ours-startup", type=float, default=10.0, help="seconds to answer a ping")
+    p.add_argument("--repeat", type=int, default=1, help="rounds over the targets (median)")
     p.add_argument("--swarm", type=int, default=8, help="libtorrent nodes around the target")
     p.add_argument("--no-uvloop", action="store_true", help="trivial responder on asyncio")
     p.add_argument("--json", action="store_true", help="print JSON on stdout (text on stderr)")
@@ -225,8 +231,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.mix = parse_mix(args.mix)
     except ValueError as e:
         p.error(str(e))
-    if not 1 <= args.sources <= 60000 or args.window < 1 or args.seconds <= 0:
-        p.error("need 1 <= --sources <= 60000, --window >= 1, --seconds > 0")
+    if not 1 <= args.sources <= 60000 or args.window < 1 or args.seconds <= 0 or args.repeat < 1:
+        p.error("need 1 <= --sources <= 60000, --window >= 1, --seconds > 0, --repeat >= 1")
     if not 0 <= args.swarm <= 11:
         p.error("--swarm must be in 0..11 (2 cores: keep swarms small)")
     args.target = args.target or ["libtorrent", "ours"]
@@ -236,99 +242,98 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     say: Callable[[str], None] = log if args.json else print
-
-    def config(addr: Addr) -> LoadConfig:
-        return LoadConfig(
-            target=addr,
-            seconds=args.seconds,
-            warmup=args.warmup,
-            sources=args.sources,
-            window=args.window,
-            mix=args.mix,
-        )
-
-    outcomes: dict[str, Outcome] = {}
-
-    def report(o: Outcome) -> None:
-        outcomes[o.target] = o
-        if o.result is None:
-            say(f"{o.target}: skipped: {o.skipped}")
-            return
-        r = o.result
-        say(
-            f"{o.target}: {r.answered_per_s:,.0f} answered/s (sent {r.sent_per_s:,.0f}/s, "
-            f"errors {r.errors}, lost {r.lost}, p50 {r.latency_ms_p50} ms, "
-            f"p99 {r.latency_ms_p99} ms; CPU target {o.target_cpu:.2f}, "
-            f"generator {r.generator_cpu:.2f})"
-        )
-
     load = os.getloadavg()[0]
     say(
-        f"flood: {args.seconds:g} s per target, {args.sources} sources, window {args.window}, "
-        f"mix {args.mix}; load average {load:.2f} on {os.cpu_count()} CPUs"
+        f"flood: {args.seconds:g} s per target x {args.repeat}, {args.sources} sources, "
+        f"window {args.window}, mix {args.mix}; load average {load:.2f} on {os.cpu_count()} CPUs"
     )
-    if "trivial" in args.target:
-        with trivial_target(not args.no_uvloop) as (addr, pid):
-            report(Outcome("trivial", *flood(config(addr), pid)))
-
-    want_lt = "libtorrent" in args.target
-    want_ours = "ours" in args.target
-    swarm: Any = None
-    try:
-        if want_lt or want_ours:
+    outcomes = {t: Outcome(t) for t in TARGETS if t in args.target}
+    targets: dict[str, tuple[Addr, int]] = {}  # name -> (address, pid to watch for CPU)
+    with contextlib.ExitStack() as stack:
+        if "trivial" in outcomes:
+            targets["trivial"] = stack.enter_context(trivial_target(not args.no_uvloop))
+        swarm: Any = None
+        if "libtorrent" in outcomes or "ours" in outcomes:
             try:
                 from tests.interop.ltswarm import LOAD_TEST_SETTINGS, LtSwarm
-
-                swarm = LtSwarm(1 + args.swarm, first_ip=LT_FIRST_IP, **LOAD_TEST_SETTINGS)
             except ImportError as e:
-                if want_lt:
-                    report(Outcome("libtorrent", skipped=f"libtorrent is not importable: {e}"))
-        if want_lt and swarm is not None:
-            report(Outcome("libtorrent", *flood(config(swarm[0].addr), os.getpid())))
-        if want_ours:
+                if "libtorrent" in outcomes:
+                    outcomes["libtorrent"].skipped = f"libtorrent is not importable: {e}"
+            else:
+                swarm = LtSwarm(1 + args.swarm, first_ip=LT_FIRST_IP, **LOAD_TEST_SETTINGS)
+                stack.callback(swarm.close)
+                if "libtorrent" in outcomes:
+                    targets["libtorrent"] = (swarm[0].addr, os.getpid())
+        if "ours" in outcomes:
             if not args.ours_cmd:
-                report(Outcome("ours", skipped="no --ours-cmd given"))
+                outcomes["ours"].skipped = "no --ours-cmd given"
             else:
                 bootstrap = swarm.bootstrap_addrs() if swarm is not None else []
-                with ours_target(args.ours_cmd, bootstrap, args.ours_startup) as started:
-                    if isinstance(started, str):
-                        report(Outcome("ours", skipped=started))
-                    else:
-                        addr, pid = started
-                        if swarm is not None:
-                            swarm.add_external_node(addr)
-                            time.sleep(0.5)  # let the swarm's pings reach it
-                        report(Outcome("ours", *flood(config(addr), pid)))
-    finally:
-        if swarm is not None:
-            swarm.close()
+                ours = ours_target(args.ours_cmd, bootstrap, args.ours_startup)
+                started = stack.enter_context(ours)
+                if isinstance(started, str):
+                    outcomes["ours"].skipped = started
+                else:
+                    targets["ours"] = started
+                    if swarm is not None:
+                        swarm.add_external_node(started[0])
+                        time.sleep(0.5)  # let the swarm's pings reach it
+        for o in outcomes.values():
+            if o.skipped:
+                say(f"{o.target}: skipped: {o.skipped}")
+        # Rounds alternate between targets so that a busy neighbour on the machine hurts all.
+        for _ in range(args.repeat):
+            for name, (addr, pid) in targets.items():
+                result, cpu = flood(
+                    LoadConfig(
+                        target=addr,
+                        seconds=args.seconds,
+                        warmup=args.warmup,
+                        sources=args.sources,
+                        window=args.window,
+                        mix=args.mix,
+                    ),
+                    pid,
+                )
+                outcomes[name].runs.append((result, cpu))
+                bad = result.unmatched + result.malformed
+                say(
+                    f"{name}: {result.answered_per_s:,.0f} answered/s (sent "
+                    f"{result.sent_per_s:,.0f}/s, errors {result.errors}, lost {result.lost}"
+                    + (f", unmatched/malformed {bad}" if bad else "")
+                    + f", p50 {result.latency_ms_p50} ms, p99 {result.latency_ms_p99} ms; CPU "
+                    f"target {cpu:.2f}, generator {result.generator_cpu:.2f})"
+                    + (" [generator-bound: a lower bound]" if result.generator_cpu > 0.9 else "")
+                )
 
-    lt_o, ours_o = outcomes.get("libtorrent"), outcomes.get("ours")
     summary = []
-    for name, o in (
-        ("libtorrent", lt_o),
-        ("magnetar", ours_o),
-        ("trivial", outcomes.get("trivial")),
-    ):
-        if o is not None:
-            rate = f"{o.result.answered_per_s:,.0f} answered/s" if o.result else "skipped"
-            summary.append(f"{name}: {rate}")
-    ratio = None
-    if lt_o and lt_o.result and ours_o and ours_o.result and lt_o.result.answered:
-        ratio = ours_o.result.answered_per_s / lt_o.result.answered_per_s
+    for name, label in (("libtorrent", "libtorrent"), ("ours", "magnetar"), ("trivial", "trivial")):
+        if (outcome := outcomes.get(name)) is not None:
+            rate = outcome.answered_per_s
+            summary.append(f"{label}: {'skipped' if rate is None else f'{rate:,.0f} answered/s'}")
+    lt_rate = outcomes["libtorrent"].answered_per_s if "libtorrent" in outcomes else None
+    ours_rate = outcomes["ours"].answered_per_s if "ours" in outcomes else None
+    ratio = ours_rate / lt_rate if ours_rate is not None and lt_rate else None
+    if ratio is not None:
         summary.append(f"ratio ours/libtorrent {ratio:.2f}")
-    say("; ".join(summary))
+    median = " (medians)" if args.repeat > 1 else ""
+    say("; ".join(summary) + median)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "load_average": load,
-                    "results": [o.as_dict() for o in outcomes.values()],
-                    "ratio_ours_libtorrent": None if ratio is None else round(ratio, 3),
-                },
-                indent=2,
-            )
-        )
+        doc = {
+            "load_average": load,
+            "config": {
+                "seconds": args.seconds,
+                "warmup": args.warmup,
+                "sources": args.sources,
+                "window": args.window,
+                "mix": args.mix,
+                "repeat": args.repeat,
+                "swarm": args.swarm,
+            },
+            "results": [o.as_dict() for o in outcomes.values()],
+            "ratio_ours_libtorrent": None if ratio is None else round(ratio, 3),
+        }
+        print(json.dumps(doc, indent=2))
     return 0
 
 
