@@ -224,6 +224,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ours-startup", type=float, default=10.0, help="seconds to answer a ping")
     p.add_argument("--repeat", type=int, default=1, help="rounds over the targets (median)")
     p.add_argument("--swarm", type=int, default=8, help="libtorrent nodes around the target")
+    p.add_argument(
+        "--lt-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="libtorrent setting for the swarm (repeatable), e.g. dht_upload_rate_limit=10000000",
+    )
     p.add_argument("--no-uvloop", action="store_true", help="trivial responder on asyncio")
     p.add_argument("--json", action="store_true", help="print JSON on stdout (text on stderr)")
     args = p.parse_args(argv)
@@ -236,7 +243,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 0 <= args.swarm <= 11:
         p.error("--swarm must be in 0..11 (2 cores: keep swarms small)")
     args.target = args.target or ["libtorrent", "ours"]
+    args.lt_settings = {}
+    for item in args.lt_setting:
+        name, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--lt-setting wants NAME=VALUE, got {item!r}")
+        args.lt_settings[name] = _setting_value(value)
     return args
+
+
+def _setting_value(text: str) -> int | bool | str:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                 if "libtorrent" in outcomes:
                     outcomes["libtorrent"].skipped = f"libtorrent is not importable: {e}"
             else:
-                swarm = LtSwarm(1 + args.swarm, first_ip=LT_FIRST_IP, **LOAD_TEST_SETTINGS)
+                settings = {**LOAD_TEST_SETTINGS, **args.lt_settings}
+                swarm = LtSwarm(1 + args.swarm, first_ip=LT_FIRST_IP, **settings)
                 stack.callback(swarm.close)
                 if "libtorrent" in outcomes:
                     targets["libtorrent"] = (swarm[0].addr, os.getpid())
@@ -329,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mix": args.mix,
                 "repeat": args.repeat,
                 "swarm": args.swarm,
+                "lt_settings": args.lt_settings,
             },
             "results": [o.as_dict() for o in outcomes.values()],
             "ratio_ours_libtorrent": None if ratio is None else round(ratio, 3),
