@@ -212,7 +212,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=3.0, help="measured flood per target")
     p.add_argument("--warmup", type=float, default=0.5, help="flood before measuring")
     p.add_argument("--sources", type=int, default=1000, help="distinct source addresses")
-    p.add_argument("--window", type=int, default=256, help="queries in flight")
+    p.add_argument("--window", type=int, default=192, help="queries in flight")
     p.add_argument("--mix", default="ping:1,find_node:1,get_peers:1", help="method weights")
     p.add_argument(
         "--target",
