@@ -78,8 +78,19 @@ class Outcome:
             return None
         return statistics.median(r.answered_per_s for r, _ in self.runs)
 
+    @property
+    def answered_per_cpu_s(self) -> float | None:
+        """Median answered queries per CPU-second of the target: steadier than the rate on a
+        shared machine, where the target gets a varying share of a core."""
+        per_cpu = [r.answered_per_s / cpu for r, cpu in self.runs if cpu > 0]
+        return statistics.median(per_cpu) if per_cpu else None
+
     def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"target": self.target, "answered_per_s": self.answered_per_s}
+        d: dict[str, Any] = {
+            "target": self.target,
+            "answered_per_s": self.answered_per_s,
+            "answered_per_cpu_s": self.answered_per_cpu_s,
+        }
         if self.skipped is not None:
             d["skipped"] = self.skipped
         d["runs"] = [{**r.as_dict(), "target_cpu": cpu} for r, cpu in self.runs]
@@ -292,8 +303,9 @@ def main(argv: list[str] | None = None) -> int:
                 outcomes["ours"].skipped = "no --ours-cmd given"
             else:
                 bootstrap = swarm.bootstrap_addrs() if swarm is not None else []
-                ours = ours_target(args.ours_cmd, bootstrap, args.ours_startup)
-                started = stack.enter_context(ours)
+                started = stack.enter_context(
+                    ours_target(args.ours_cmd, bootstrap, args.ours_startup)
+                )
                 if isinstance(started, str):
                     outcomes["ours"].skipped = started
                 else:
@@ -332,13 +344,19 @@ def main(argv: list[str] | None = None) -> int:
     summary = []
     for name, label in (("libtorrent", "libtorrent"), ("ours", "magnetar"), ("trivial", "trivial")):
         if (outcome := outcomes.get(name)) is not None:
-            rate = outcome.answered_per_s
-            summary.append(f"{label}: {'skipped' if rate is None else f'{rate:,.0f} answered/s'}")
-    lt_rate = outcomes["libtorrent"].answered_per_s if "libtorrent" in outcomes else None
-    ours_rate = outcomes["ours"].answered_per_s if "ours" in outcomes else None
-    ratio = ours_rate / lt_rate if ours_rate is not None and lt_rate else None
-    if ratio is not None:
+            rate, per_cpu = outcome.answered_per_s, outcome.answered_per_cpu_s
+            if rate is None:
+                summary.append(f"{label}: skipped")
+            else:
+                summary.append(f"{label}: {rate:,.0f} answered/s ({per_cpu or 0:,.0f}/CPU-s)")
+    lt, ours = outcomes.get("libtorrent"), outcomes.get("ours")
+    ratio = ratio_cpu = None
+    if lt and ours and lt.answered_per_s and ours.answered_per_s is not None:
+        ratio = ours.answered_per_s / lt.answered_per_s
         summary.append(f"ratio ours/libtorrent {ratio:.2f}")
+        if lt.answered_per_cpu_s and ours.answered_per_cpu_s is not None:
+            ratio_cpu = ours.answered_per_cpu_s / lt.answered_per_cpu_s
+            summary[-1] += f" (per CPU-second {ratio_cpu:.2f})"
     median = " (medians)" if args.repeat > 1 else ""
     say("; ".join(summary) + median)
     if args.json:
@@ -356,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "results": [o.as_dict() for o in outcomes.values()],
             "ratio_ours_libtorrent": None if ratio is None else round(ratio, 3),
+            "ratio_ours_libtorrent_per_cpu_s": None if ratio_cpu is None else round(ratio_cpu, 3),
         }
         print(json.dumps(doc, indent=2))
     return 0
