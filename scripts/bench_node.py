@@ -336,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{name}: {result.answered_per_s:,.0f} answered/s (sent "
                     f"{result.sent_per_s:,.0f}/s, errors {result.errors}, lost {result.lost}"
                     + (f", unmatched/malformed {bad}" if bad else "")
+                    + f", {result.mean_reply_bytes:.0f} B/reply"
                     + f", p50 {result.latency_ms_p50} ms, p99 {result.latency_ms_p99} ms; CPU "
                     f"target {cpu:.2f}, generator {result.generator_cpu:.2f})"
                     + (" [generator-bound: a lower bound]" if result.generator_cpu > 0.9 else "")

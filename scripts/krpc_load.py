@@ -133,6 +133,8 @@ class LoadResult:
     lost: int
     unmatched: int
     malformed: int
+    #: mean size of answers: compare targets' replies (8 nodes in find_node/get_peers?)
+    mean_reply_bytes: float
     latency_ms_p50: float
     latency_ms_p99: float
     #: the generator's own CPU use over the measured period (1.0 = one core busy)
@@ -230,7 +232,7 @@ def _flood(cfg: LoadConfig, socks: list[socket.socket], ep: select.epoll) -> Loa
     window = cfg.window
     q_timeout = cfg.query_timeout
 
-    sent = answered = errors = lost = unmatched = malformed = 0
+    sent = answered = errors = lost = unmatched = malformed = reply_bytes = 0
     per_method = [0] * len(methods)
     rtts: list[float] = []
     seq = 0
@@ -248,7 +250,7 @@ def _flood(cfg: LoadConfig, socks: list[socket.socket], ep: select.epoll) -> Loa
         if not measuring and now >= measure_from:
             measuring = True
             cpu0 = time.process_time()
-            sent = answered = errors = lost = unmatched = malformed = 0
+            sent = answered = errors = lost = unmatched = malformed = reply_bytes = 0
             per_method = [0] * len(methods)
             rtts = []
         if now >= end:
@@ -289,6 +291,7 @@ def _flood(cfg: LoadConfig, socks: list[socket.socket], ep: select.epoll) -> Loa
                     unmatched += 1
                 elif data.endswith(b"1:y1:re"):
                     answered += 1
+                    reply_bytes += len(data)
                     per_method[entry[1]] += 1
                     if answered & 15 == 0:
                         rtts.append(monotonic() - entry[0])
@@ -324,6 +327,7 @@ def _flood(cfg: LoadConfig, socks: list[socket.socket], ep: select.epoll) -> Loa
         lost=lost,
         unmatched=unmatched,
         malformed=malformed,
+        mean_reply_bytes=round(reply_bytes / answered, 1) if answered else 0.0,
         latency_ms_p50=pct(0.5),
         latency_ms_p99=pct(0.99),
         generator_cpu=round(cpu / elapsed, 3),

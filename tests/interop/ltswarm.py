@@ -78,8 +78,9 @@ QUIET_ALERT_MASK: int = _cat.error_notification | _cat.status_notification
 #: DHT rate limits raised so that a benchmark flood is not silently dropped (see
 #: shared/README.md). ``dht_upload_rate_limit`` must stay in 1..715,827,882: libtorrent caps its
 #: send quota at ``3 * limit`` in a 32-bit int (dht_tracker::has_quota), so 2**30 overflows to a
-#: negative quota and every query is dropped; 0 drops every query too. 10 MB/s would cap a flood
-#: at ~35-50k replies/s (replies with 8 nodes are ~270 bytes), hence 100 MB/s.
+#: negative quota and every query is dropped; 0 drops every query too. 10 MB/s would cap a
+#: sustained flood at ~43k replies/s (replies to the ping/find_node/get_peers mix average ~230
+#: bytes) once its 3 s burst allowance is spent, hence 100 MB/s.
 LOAD_TEST_SETTINGS: dict[str, Any] = {
     "dht_upload_rate_limit": 100_000_000,
     "dht_block_ratelimit": 1_000_000,
