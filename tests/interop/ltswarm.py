@@ -52,27 +52,32 @@ import libtorrent as lt
 Addr = tuple[str, int]
 
 __all__ = [
+    "DEFAULT_ALERT_MASK",
+    "LOAD_TEST_SETTINGS",
+    "QUIET_ALERT_MASK",
     "Addr",
     "LtNode",
     "LtSwarm",
     "Resolved",
+    "TorrentKind",
     "TorrentSpec",
+    "TorrentVersion",
     "close_all",
     "loopback_settings",
     "make_torrent",
 ]
 
 _cat = lt.alert.category_t
-#: Alerts the harness needs: errors, listen/metadata status, DHT events and DHT operations
-#: (``dht_get_peers_reply_alert``), tracker category for the torrent's ``dht_reply_alert``.
+#: Alerts the harness needs: errors, listen/metadata status, DHT events (bootstrap, incoming
+#: announces) and DHT operations (``dht_get_peers_reply_alert``). ``dht_live_nodes_alert`` and
+#: ``dht_stats_alert`` are posted on request whatever the mask.
 DEFAULT_ALERT_MASK: int = (
     _cat.error_notification
     | _cat.status_notification
     | _cat.dht_notification
     | _cat.dht_operation_notification
-    | _cat.tracker_notification
 )
-#: For load targets: every incoming get_peers would otherwise post an alert.
+#: For load targets: with ``dht_notification`` every incoming get_peers posts an alert.
 QUIET_ALERT_MASK: int = _cat.error_notification | _cat.status_notification
 
 #: DHT rate limits raised so that a benchmark flood is not silently dropped (see
