@@ -28,6 +28,7 @@ import contextlib
 import ipaddress
 import multiprocessing
 import os
+import resource
 import select
 import socket
 import struct
@@ -200,6 +201,11 @@ def _templates(
 def run_load(cfg: LoadConfig) -> LoadResult:
     """Flood ``cfg.target`` from this process; blocks for ``warmup + seconds`` (+ set-up)."""
     addrs = source_addresses(cfg.sources, cfg.first_source)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < len(addrs) + 64:  # one descriptor per source
+        if hard != resource.RLIM_INFINITY and hard < len(addrs) + 64:
+            raise ValueError(f"{len(addrs)} sources need {len(addrs) + 64} descriptors: ulimit -n")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(addrs) + 64, hard))
     socks: list[socket.socket] = []
     ep = select.epoll()
     try:
