@@ -1,0 +1,117 @@
+"""magnetar resolve against libtorrent seeds, and libtorrent resolving from magnetar serve."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from magnet.torrentfile import info_span, parse_torrent
+
+if TYPE_CHECKING:
+    from tests.interop.ltswarm import LtSwarm, TorrentSpec
+
+pytestmark = pytest.mark.interop
+
+
+def magnetar_resolve(
+    magnet: str, boot: tuple[str, int], out: Path, *extra: str
+) -> dict[str, object]:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "magnet",
+            "resolve",
+            magnet,
+            "-b",
+            f"{boot[0]}:{boot[1]}",
+            "-o",
+            str(out),
+            "--json",
+            "--timeout",
+            "30",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    record: dict[str, object] = json.loads(proc.stdout)
+    return record
+
+
+@pytest.mark.parametrize(
+    ("kind", "version"),
+    [("single", "v1"), ("multi", "v1"), ("big", "v1"), ("multi", "hybrid"), ("single", "v2")],
+)
+def test_resolve_from_libtorrent_seed_is_byte_identical(
+    lt_swarm: LtSwarm,
+    make_lt_torrent: Callable[..., TorrentSpec],
+    tmp_path: Path,
+    kind: str,
+    version: str,
+) -> None:
+    spec = make_lt_torrent(kind, version=version)
+    if kind == "big":
+        assert len(spec.info) > 1024 * 1024
+    seeder = lt_swarm.seed(spec, node=4)
+    out = tmp_path / "resolved.torrent"
+    # Only a bootstrap address and a bare magnet: no trackers, no x.pe.
+    record = magnetar_resolve(spec.magnet, lt_swarm.bootstrap_addrs()[0], out)
+    data = out.read_bytes()
+    assert data[info_span(data)] == spec.info
+    assert record["peer"] == f"{seeder.ip}:{seeder.port}"
+    assert record["source"] == "dht"
+    assert record["name"] == spec.name
+    if version == "v1":  # libtorrent counts v2 padding files, which are not files to us
+        assert len(record["files"]) == spec.num_files  # type: ignore[arg-type]
+
+
+def test_libtorrent_resolves_what_magnetar_serves(
+    make_lt_torrent: Callable[..., TorrentSpec], tmp_path: Path
+) -> None:
+    from dht.node import Node
+    from dht.testnet import Testnet
+    from magnet.serve import serve_torrents
+    from tests.interop.ltswarm import LtNode
+
+    spec = make_lt_torrent("multi", version="hybrid")
+    meta = parse_torrent(spec.torrent)
+
+    async def main() -> bytes:
+        async with (
+            Testnet(10) as net,
+            Node("127.0.0.1", 0, bootstrap_routers=net.bootstrap_addrs(3)) as node,
+        ):
+            await node.bootstrap()
+            stop = asyncio.Event()
+            ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            server = asyncio.create_task(
+                serve_torrents([meta], node=node, host="127.0.0.1", stop=stop, ready=ready)
+            )
+            await ready
+            while not any(spec.info_hash in n.core.storage for n in net.nodes):
+                await asyncio.sleep(0.02)
+            # A libtorrent client whose only way in is our testnet's nodes.
+            dht_nodes = [n.addr for n in net.nodes[:4]]
+
+            def lt_resolve() -> bytes:
+                with LtNode("127.0.3.2", dht_nodes=dht_nodes) as client:
+                    return client.resolve_magnet(spec.magnet, timeout=30.0).info
+
+            try:
+                return await asyncio.to_thread(lt_resolve)
+            finally:
+                stop.set()
+                await server
+
+    info = asyncio.run(asyncio.wait_for(main(), 90))
+    assert info == spec.info
