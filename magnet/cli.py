@@ -32,7 +32,8 @@ BootstrapOption = Annotated[
         "--bootstrap",
         "-b",
         metavar="HOST:PORT",
-        help="DHT node to join through (repeatable); replaces the public bootstrap routers.",
+        help="DHT node to join through (repeatable, or comma-separated); replaces the public"
+        " bootstrap routers.",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON lines for scripts.")]
@@ -50,7 +51,7 @@ def parse_bootstrap(values: list[str] | None) -> list[Addr] | None:
     if not values:
         return None
     try:
-        return [parse_hostport(v) for v in values]
+        return [parse_hostport(v) for value in values for v in value.split(",") if v.strip()]
     except ValueError as exc:
         fail(f"bad --bootstrap {exc}")
 
