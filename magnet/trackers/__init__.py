@@ -1,0 +1,224 @@
+"""Tracker clients: announce to and scrape a BitTorrent tracker given its URL.
+
+`announce` and `scrape` pick the transport by scheme: ``udp://`` speaks BEP 15 through
+`magnet.trackers.udp`; ``http://`` and ``https://`` speak BEP 3/7/23/48 through
+`magnet.trackers.http`. Every failure is a `TrackerError` with a one-line reason. Transports
+are imported on first use, so importing this package is cheap, and aiohttp is loaded only
+when an HTTP tracker is actually asked, in a worker thread so that a DHT running on the same
+loop is not stalled for the ~0.1 s the import takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import random
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+from urllib.parse import SplitResult, urlsplit
+
+from magnet.trackers.messages import (
+    MAX_PEERS,
+    UNKNOWN_LEFT,
+    AnnounceEvent,
+    AnnounceRequest,
+    AnnounceResult,
+    ScrapeStats,
+    TrackerError,
+)
+
+__all__ = [
+    "MAX_PEERS",
+    "UNKNOWN_LEFT",
+    "AnnounceEvent",
+    "AnnounceRequest",
+    "AnnounceResult",
+    "ScrapeStats",
+    "TrackerError",
+    "announce",
+    "scrape",
+]
+
+#: Extra time the outer guard of a UDP request allows, so that the core's own, more
+#: telling reason ("timed out after 3 attempts") wins the race against it.
+_UDP_GRACE_S = 0.25
+
+_T = TypeVar("_T")
+
+
+def _split(url: str) -> tuple[str, SplitResult]:
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018  # raises ValueError on a bad port
+    except ValueError as exc:
+        raise TrackerError(f"bad tracker URL {url!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("udp", "http", "https"):
+        raise TrackerError(
+            f"unsupported scheme {scheme!r}" if scheme else f"bad tracker URL {url!r}"
+        )
+    if not parts.hostname:
+        raise TrackerError(f"bad tracker URL {url!r}: no host")
+    if scheme == "udp" and parts.port is None:
+        raise TrackerError(f"bad tracker URL {url!r}: no port")
+    return scheme, parts
+
+
+async def _load_aiohttp() -> None:
+    if "aiohttp" not in sys.modules:
+        await asyncio.to_thread(importlib.import_module, "aiohttp")
+
+
+async def _all(coros: Sequence[Coroutine[Any, Any, _T]]) -> list[_T]:
+    """Run ``coros`` concurrently; on the first failure the rest are cancelled."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def announce(
+    url: str,
+    info_hash: bytes,
+    *,
+    peer_id: bytes,
+    port: int,
+    timeout: float,
+    num_want: int = 200,
+    event: AnnounceEvent = AnnounceEvent.STARTED,
+    left: int = UNKNOWN_LEFT,
+    uploaded: int = 0,
+    downloaded: int = 0,
+    key: int | None = None,
+    tracker_id: bytes | None = None,
+    max_peers: int = MAX_PEERS,
+    retry_schedule: Sequence[float] | None = None,
+    rng: random.Random | None = None,
+) -> AnnounceResult:
+    """Announce ``info_hash`` to the tracker at ``url`` and return what it answered.
+
+    :param timeout: cap in seconds on the whole call, name lookup included.
+    :param key: 32-bit announce key; random if None (keep one per session to be recognised).
+    :param retry_schedule: UDP only: seconds to wait after each attempt (default 0.5, 1, 2).
+    :raises TrackerError: unsupported scheme, bad URL, timeout, failure, nonsense answer.
+    """
+    scheme, parts = _split(url)
+    rng = rng or random.SystemRandom()
+    request = AnnounceRequest(
+        info_hash=info_hash,
+        peer_id=peer_id,
+        port=port,
+        uploaded=uploaded,
+        downloaded=downloaded,
+        left=left,
+        event=event,
+        key=rng.getrandbits(32) if key is None else key,
+        num_want=num_want,
+        tracker_id=tracker_id,
+    )
+    if scheme != "udp":
+        await _load_aiohttp()
+        from magnet.trackers.http import http_announce
+
+        return await http_announce(url, request, timeout=timeout, max_peers=max_peers)
+
+    from magnet.trackers import udp
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        async with asyncio.timeout_at(deadline + _UDP_GRACE_S):
+            tracker = await udp.UdpTracker.open(
+                parts.hostname or "",
+                parts.port or 0,
+                rng=rng,
+                retry_schedule=retry_schedule or udp.DEFAULT_RETRY_SCHEDULE_S,
+                max_peers=max_peers,
+                url_data=_url_data(parts),
+            )
+            async with tracker:
+                answer = await tracker.announce(request, timeout=deadline - loop.time())
+    except TimeoutError:
+        raise TrackerError(f"timed out after {timeout:g} s") from None
+    return AnnounceResult(
+        peers=list(answer.peers),
+        interval=answer.interval,
+        seeders=answer.seeders,
+        leechers=answer.leechers,
+    )
+
+
+async def scrape(
+    url: str,
+    info_hashes: Sequence[bytes],
+    *,
+    timeout: float,
+    retry_schedule: Sequence[float] | None = None,
+    rng: random.Random | None = None,
+) -> dict[bytes, ScrapeStats]:
+    """Seeders, completed downloads and leechers of ``info_hashes`` at the tracker at ``url``.
+
+    Torrents the tracker left out are absent from the result. Long lists are split into
+    several requests (74 per UDP packet, 50 per HTTP URL), sent concurrently.
+
+    :raises TrackerError: as `announce`; also when an HTTP tracker has no scrape URL (BEP 48).
+    """
+    scheme, parts = _split(url)
+    hashes = list(dict.fromkeys(info_hashes))
+    if not hashes:
+        return {}
+    if any(len(h) != 20 for h in hashes):
+        raise ValueError("info hashes are 20 bytes")
+    out: dict[bytes, ScrapeStats] = {}
+
+    if scheme != "udp":
+        await _load_aiohttp()
+        from magnet.trackers import http
+
+        step = http.MAX_SCRAPE_HASHES
+        for stats in await _all(
+            [
+                http.http_scrape(url, hashes[i : i + step], timeout=timeout)
+                for i in range(0, len(hashes), step)
+            ]
+        ):
+            out.update(stats)
+        return out
+
+    from magnet.trackers import udp
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    step = udp.MAX_SCRAPE_HASHES
+    try:
+        async with asyncio.timeout_at(deadline + _UDP_GRACE_S):
+            tracker = await udp.UdpTracker.open(
+                parts.hostname or "",
+                parts.port or 0,
+                rng=rng or random.SystemRandom(),
+                retry_schedule=retry_schedule or udp.DEFAULT_RETRY_SCHEDULE_S,
+                url_data=_url_data(parts),
+            )
+            async with tracker:
+                # One connect serves every chunk: the core shares its connection id.
+                left = deadline - loop.time()
+                answers = await _all(
+                    [
+                        tracker.scrape(hashes[i : i + step], timeout=left)
+                        for i in range(0, len(hashes), step)
+                    ]
+                )
+    except TimeoutError:
+        raise TrackerError(f"timed out after {timeout:g} s") from None
+    for answer in answers:
+        out.update(answer.stats)
+    return out
+
+
+def _url_data(parts: SplitResult) -> bytes:
+    """Path and query of a UDP tracker URL, for BEP 41 URLData."""
+    data = parts.path + (f"?{parts.query}" if parts.query else "")
+    return data.encode("utf-8", errors="replace")
