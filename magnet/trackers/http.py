@@ -248,10 +248,19 @@ async def fetch(
                 aiohttp.ClientSession(
                     timeout=aiohttp.ClientTimeout(total=timeout),
                     headers={"User-Agent": USER_AGENT},
+                    # A redirect's Location must be followed as written: re-quoting turns
+                    # an escaped info_hash byte such as %28 back into "(".
+                    requote_redirect_url=False,
                 ) as session,
                 # encoded=True: the query is already percent-encoded byte by byte and must
                 # reach the tracker as it is, not re-quoted.
-                session.get(yarl.URL(url, encoded=True), max_redirects=max_redirects) as resp,
+                # aiohttp gives up on the redirect that reaches its max_redirects (and 0
+                # means no limit), hence the +1 and the switch.
+                session.get(
+                    yarl.URL(url, encoded=True),
+                    allow_redirects=max_redirects > 0,
+                    max_redirects=max_redirects + 1,
+                ) as resp,
             ):
                 if resp.content_length is not None and resp.content_length > max_body:
                     raise TrackerError(f"bad response: body over {max_body} bytes")
