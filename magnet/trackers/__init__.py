@@ -14,8 +14,8 @@ import asyncio
 import importlib
 import random
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 from magnet.trackers.messages import (
@@ -27,6 +27,9 @@ from magnet.trackers.messages import (
     ScrapeStats,
     TrackerError,
 )
+
+if TYPE_CHECKING:
+    from magnet.trackers.udp import UdpTracker
 
 __all__ = [
     "MAX_PEERS",
@@ -40,9 +43,10 @@ __all__ = [
     "scrape",
 ]
 
-#: Extra time the outer guard of a UDP request allows, so that the core's own, more
-#: telling reason ("timed out after 3 attempts") wins the race against it.
-_UDP_GRACE_S = 0.25
+#: Whichever time guard should not speak lets the other go first by this much: for UDP the
+#: core's reason ("timed out after 3 attempts") says more than the outer guard's; for HTTP
+#: the outer guard, which also covers importing aiohttp, quotes the caller's own timeout.
+_GRACE_S = 0.25
 
 _T = TypeVar("_T")
 
@@ -119,36 +123,28 @@ async def announce(
         num_want=num_want,
         tracker_id=tracker_id,
     )
-    if scheme != "udp":
+
+    async def over_udp(deadline: float) -> AnnounceResult:
+        async with await _open_udp(parts, rng, retry_schedule, max_peers) as tracker:
+            left = deadline - asyncio.get_running_loop().time()
+            answer = await tracker.announce(request, timeout=left)
+        return AnnounceResult(
+            peers=list(answer.peers),
+            interval=answer.interval,
+            seeders=answer.seeders,
+            leechers=answer.leechers,
+        )
+
+    async def over_http(deadline: float) -> AnnounceResult:
         await _load_aiohttp()
         from magnet.trackers.http import http_announce
 
-        return await http_announce(url, request, timeout=timeout, max_peers=max_peers)
+        left = deadline - asyncio.get_running_loop().time() + _GRACE_S
+        return await http_announce(url, request, timeout=left, max_peers=max_peers)
 
-    from magnet.trackers import udp
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    try:
-        async with asyncio.timeout_at(deadline + _UDP_GRACE_S):
-            tracker = await udp.UdpTracker.open(
-                parts.hostname or "",
-                parts.port or 0,
-                rng=rng,
-                retry_schedule=retry_schedule or udp.DEFAULT_RETRY_SCHEDULE_S,
-                max_peers=max_peers,
-                url_data=_url_data(parts),
-            )
-            async with tracker:
-                answer = await tracker.announce(request, timeout=deadline - loop.time())
-    except TimeoutError:
-        raise TrackerError(f"timed out after {timeout:g} s") from None
-    return AnnounceResult(
-        peers=list(answer.peers),
-        interval=answer.interval,
-        seeders=answer.seeders,
-        leechers=answer.leechers,
-    )
+    if scheme == "udp":
+        return await _capped(timeout, _GRACE_S, over_udp)
+    return await _capped(timeout, 0.0, over_http)
 
 
 async def scrape(
@@ -172,50 +168,71 @@ async def scrape(
         return {}
     if any(len(h) != 20 for h in hashes):
         raise ValueError("info hashes are 20 bytes")
-    out: dict[bytes, ScrapeStats] = {}
 
-    if scheme != "udp":
+    async def over_http(deadline: float) -> list[dict[bytes, ScrapeStats]]:
         await _load_aiohttp()
         from magnet.trackers import http
 
         step = http.MAX_SCRAPE_HASHES
-        for stats in await _all(
+        left = deadline - asyncio.get_running_loop().time() + _GRACE_S
+        return await _all(
             [
-                http.http_scrape(url, hashes[i : i + step], timeout=timeout)
+                http.http_scrape(url, hashes[i : i + step], timeout=left)
                 for i in range(0, len(hashes), step)
             ]
-        ):
-            out.update(stats)
-        return out
+        )
 
-    from magnet.trackers import udp
+    async def over_udp(deadline: float) -> list[dict[bytes, ScrapeStats]]:
+        from magnet.trackers import udp
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    step = udp.MAX_SCRAPE_HASHES
-    try:
-        async with asyncio.timeout_at(deadline + _UDP_GRACE_S):
-            tracker = await udp.UdpTracker.open(
-                parts.hostname or "",
-                parts.port or 0,
-                rng=rng or random.SystemRandom(),
-                retry_schedule=retry_schedule or udp.DEFAULT_RETRY_SCHEDULE_S,
-                url_data=_url_data(parts),
+        step = udp.MAX_SCRAPE_HASHES
+        async with await _open_udp(parts, rng, retry_schedule) as tracker:
+            # One connect serves every chunk: the core shares its connection id.
+            left = deadline - asyncio.get_running_loop().time()
+            answers = await _all(
+                [
+                    tracker.scrape(hashes[i : i + step], timeout=left)
+                    for i in range(0, len(hashes), step)
+                ]
             )
-            async with tracker:
-                # One connect serves every chunk: the core shares its connection id.
-                left = deadline - loop.time()
-                answers = await _all(
-                    [
-                        tracker.scrape(hashes[i : i + step], timeout=left)
-                        for i in range(0, len(hashes), step)
-                    ]
-                )
+        return [answer.stats for answer in answers]
+
+    if scheme == "udp":
+        parts_stats = await _capped(timeout, _GRACE_S, over_udp)
+    else:
+        parts_stats = await _capped(timeout, 0.0, over_http)
+    out: dict[bytes, ScrapeStats] = {}
+    for stats in parts_stats:
+        out.update(stats)
+    return out
+
+
+async def _capped(timeout: float, grace: float, body: Callable[[float], Awaitable[_T]]) -> _T:
+    """``body(deadline)`` under a cap of ``timeout`` (+ ``grace``) s, reported as TrackerError."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        async with asyncio.timeout_at(deadline + grace):
+            return await body(deadline)
     except TimeoutError:
         raise TrackerError(f"timed out after {timeout:g} s") from None
-    for answer in answers:
-        out.update(answer.stats)
-    return out
+
+
+async def _open_udp(
+    parts: SplitResult,
+    rng: random.Random | None,
+    retry_schedule: Sequence[float] | None,
+    max_peers: int = MAX_PEERS,
+) -> UdpTracker:
+    from magnet.trackers.udp import DEFAULT_RETRY_SCHEDULE_S, UdpTracker
+
+    return await UdpTracker.open(
+        parts.hostname or "",
+        parts.port or 0,
+        rng=rng or random.SystemRandom(),
+        retry_schedule=retry_schedule or DEFAULT_RETRY_SCHEDULE_S,
+        max_peers=max_peers,
+        url_data=_url_data(parts),
+    )
 
 
 def _url_data(parts: SplitResult) -> bytes:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from ipaddress import ip_address
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
 
@@ -300,9 +303,15 @@ class FakeHttpTracker:
         self.raw_paths.append(req.raw_path)
         fields = raw_query(req.raw_path)
         swarm = self.swarm.setdefault(fields["info_hash"], {})
-        peers = b"".join(socket.inet_aton(h) + p.to_bytes(2, "big") for h, p in swarm)
+        packed = [ip_address(h).packed + p.to_bytes(2, "big") for h, p in swarm]
         swarm[(req.remote or "", int(fields["port"]))] = None
-        body = {"interval": 900, "complete": 0, "incomplete": len(swarm), "peers": peers}
+        body = {
+            "interval": 900,
+            "complete": 0,
+            "incomplete": len(swarm),
+            "peers": b"".join(p for p in packed if len(p) == 6),
+            "peers6": b"".join(p for p in packed if len(p) == 18),  # BEP 7
+        }
         return web.Response(body=b(body))
 
     async def scrape(self, req: web.Request) -> web.Response:
@@ -366,27 +375,31 @@ class FakeHttpTracker:
 
 
 def _pairs(raw_path: str) -> list[tuple[str, str]]:
-    return [tuple(p.partition("=")[::2]) for p in urlsplit(raw_path).query.split("&")]  # type: ignore[misc]
+    """Name and still-escaped value of each query parameter, in order."""
+    return [
+        (name, value)
+        for name, _, value in (p.partition("=") for p in raw_path.split("?", 1)[1].split("&"))
+    ]
 
 
 @asynccontextmanager
-async def fake_http_tracker() -> AsyncIterator[FakeHttpTracker]:
+async def fake_http_tracker(host: str = "127.0.0.1") -> AsyncIterator[FakeHttpTracker]:
     fake = FakeHttpTracker()
     runner = web.AppRunner(fake.app, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, host, 0)
     await site.start()
     port = runner.addresses[0][1]
-    fake.base = f"http://127.0.0.1:{port}"
+    fake.base = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
     try:
         yield fake
     finally:
         await runner.cleanup()
 
 
-def with_fake(body: Callable[[FakeHttpTracker], Awaitable[None]]) -> None:
+def with_fake(body: Callable[[FakeHttpTracker], Awaitable[None]], host: str = "127.0.0.1") -> None:
     async def main() -> None:
-        async with fake_http_tracker() as fake:
+        async with fake_http_tracker(host) as fake:
             await body(fake)
 
     run(main())
@@ -411,6 +424,16 @@ def test_announce_end_to_end_two_peers_see_each_other() -> None:
         assert fake.raw_paths[0].split("?")[1].startswith("info_hash=%00%0A%14%1E%282%3CFPZdnx%82")
 
     with_fake(body)
+
+
+def test_ipv6_tracker_answers_peers6() -> None:
+    async def body(fake: FakeHttpTracker) -> None:
+        url = f"{fake.base}/announce"
+        await announce(url, IH, peer_id=PEER_ID, port=1111, timeout=3)
+        second = await announce(url, IH, peer_id=PEER_ID, port=2222, timeout=3)
+        assert second.peers == [("::1", 1111)]
+
+    with_fake(body, host="::1")
 
 
 def test_redirects_are_followed_up_to_three() -> None:
@@ -556,3 +579,23 @@ def test_http_announce_called_directly() -> None:
         assert result.leechers == 1
 
     with_fake(body)
+
+
+def test_aiohttp_is_loaded_only_for_http_trackers() -> None:
+    # A fresh interpreter: importing the package, and a UDP announce, must not load aiohttp.
+    code = """
+import asyncio, socket, sys
+import magnet.trackers
+loaded = [m for m in ("aiohttp", "magnet.trackers.http", "magnet.trackers.udp") if m in sys.modules]
+assert not loaded, loaded
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+try:
+    asyncio.run(magnet.trackers.announce(
+        f"udp://127.0.0.1:{port}", bytes(20), peer_id=bytes(20), port=1, timeout=2))
+except magnet.trackers.TrackerError:
+    pass
+assert "aiohttp" not in sys.modules
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

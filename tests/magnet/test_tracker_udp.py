@@ -13,6 +13,7 @@ import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable
+from ipaddress import ip_address
 from typing import Any, TypeVar
 
 import pytest
@@ -518,7 +519,11 @@ class FakeUdpTracker(asyncio.DatagramProtocol):
     def url(self) -> str:
         assert self.transport is not None
         host, port = self.transport.get_extra_info("sockname")[:2]
-        return f"udp://{host}:{port}/announce"
+        return (
+            f"udp://{host}:{port}/announce"
+            if ":" not in host
+            else f"udp://[{host}]:{port}/announce"
+        )
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.received.append(data)
@@ -554,24 +559,30 @@ class FakeUdpTracker(asyncio.DatagramProtocol):
             # As many peers as fit in one datagram: (65507 - 20) // 6.
             peers = b"".join(bytes([10, 1, i >> 8, i & 255, 0x1A, 0xE1]) for i in range(10_914))
         else:
-            peers = b"".join(socket.inet_aton(h) + p.to_bytes(2, "big") for h, p in swarm)
+            # BEP 15: 6-byte peers to an IPv4 client, 18-byte ones over IPv6.
+            peers = b"".join(ip_address(h).packed + p.to_bytes(2, "big") for h, p in swarm)
         swarm[(addr[0], port)] = None
         return struct.pack("!iIiii", 1, tid, 1800, len(swarm), 0) + peers
 
 
-async def fake_udp_tracker(mode: str = "honest", delay: float = 0.0) -> FakeUdpTracker:
+async def fake_udp_tracker(
+    mode: str = "honest", delay: float = 0.0, host: str = "127.0.0.1"
+) -> FakeUdpTracker:
     loop = asyncio.get_running_loop()
     _, proto = await loop.create_datagram_endpoint(
-        lambda: FakeUdpTracker(mode, delay), local_addr=("127.0.0.1", 0)
+        lambda: FakeUdpTracker(mode, delay), local_addr=(host, 0)
     )
     return proto
 
 
 def with_fake(
-    mode: str, body: Callable[[FakeUdpTracker], Awaitable[None]], delay: float = 0.0
+    mode: str,
+    body: Callable[[FakeUdpTracker], Awaitable[None]],
+    delay: float = 0.0,
+    host: str = "127.0.0.1",
 ) -> None:
     async def main() -> None:
-        fake = await fake_udp_tracker(mode, delay)
+        fake = await fake_udp_tracker(mode, delay, host)
         try:
             await body(fake)
         finally:
@@ -594,6 +605,16 @@ def test_announce_end_to_end_two_peers_see_each_other() -> None:
         assert fake.received[1][98:] == b"\x02\x09/announce"  # BEP 41 URLData
 
     with_fake("honest", body)
+
+
+def test_announce_to_an_ipv6_tracker_reads_18_byte_peers() -> None:
+    async def body(fake: FakeUdpTracker) -> None:
+        assert fake.url.startswith("udp://[::1]:")
+        await announce(fake.url, IH, peer_id=PEER_ID, port=1111, timeout=2)
+        second = await announce(fake.url, IH, peer_id=PEER_ID, port=2222, timeout=2)
+        assert second.peers == [("::1", 1111)]
+
+    with_fake("honest", body, host="::1")
 
 
 def test_udp_tracker_reuses_its_connection_id() -> None:
