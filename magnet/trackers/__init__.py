@@ -5,7 +5,7 @@
 `magnet.trackers.http`. Every failure is a `TrackerError` with a one-line reason. Transports
 are imported on first use, so importing this package is cheap, and aiohttp is loaded only
 when an HTTP tracker is actually asked, in a worker thread so that a DHT running on the same
-loop is not stalled for the ~0.1 s the import takes.
+loop is not stalled for the 0.1-0.3 s the import takes here.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ __all__ = [
     "scrape",
 ]
 
-#: Whichever time guard should not speak lets the other go first by this much: for UDP the
-#: core's reason ("timed out after 3 attempts") says more than the outer guard's; for HTTP
-#: the outer guard, which also covers importing aiohttp, quotes the caller's own timeout.
+#: Of two time guards, the one that should not speak waits this much longer: for UDP the
+#: core's reason ("timed out after 3 attempts", or the tracker's words) says more than the
+#: outer guard's; for HTTP the outer guard, which also covers importing aiohttp, speaks.
 _GRACE_S = 0.25
 
 _T = TypeVar("_T")

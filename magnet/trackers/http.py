@@ -4,7 +4,7 @@ Announces ask for compact peers (BEP 23) yet also read the older list of dicts, 
 peers from ``peers6`` (BEP 7); answers may carry ``failure reason``, ``warning message``,
 ``interval``/``min interval``, ``complete``/``incomplete`` and ``tracker id``. Building URLs
 and reading answers are plain functions; `http_announce` and `http_scrape` fetch with bounds
-on redirects, body size and total time. aiohttp costs about 0.1 s to import, so it is
+on redirects, body size and total time. aiohttp costs 0.1-0.3 s to import, so it is
 imported inside `fetch` only: merely importing this module stays cheap.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote_from_bytes, urlsplit, urlunsplit
 
 import bencode2
@@ -29,6 +29,9 @@ from magnet.trackers.messages import (
     decode_compact_peers,
     tracker_text,
 )
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = [
     "DEFAULT_INTERVAL_S",
@@ -237,8 +240,12 @@ async def fetch(
     timeout: float,
     max_redirects: int = MAX_REDIRECTS,
     max_body: int = MAX_BODY_BYTES,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[int, str, bytes]:
-    """GET ``url``; returns (status, reason phrase, body). Raises `TrackerError` only."""
+    """GET ``url``; returns (status, reason phrase, body). Raises `TrackerError` only.
+
+    ``ssl_context`` replaces the default certificate checks for https (a private CA).
+    """
     import aiohttp
     import yarl
 
@@ -260,6 +267,7 @@ async def fetch(
                     yarl.URL(url, encoded=True),
                     allow_redirects=max_redirects > 0,
                     max_redirects=max_redirects + 1,
+                    ssl=ssl_context if ssl_context is not None else True,
                 ) as resp,
             ):
                 if resp.content_length is not None and resp.content_length > max_body:
@@ -278,6 +286,9 @@ async def fetch(
         raise TrackerError(f"bad response: redirect to a non-HTTP(S) URL {exc}") from None
     except aiohttp.InvalidURL as exc:
         raise TrackerError(f"bad tracker URL: {exc.url}") from None
+    except aiohttp.ClientSSLError as exc:
+        why = " ".join(str(exc.os_error).split())
+        raise TrackerError(f"TLS with {exc.host}:{exc.port} failed: {why}") from None
     except aiohttp.ClientConnectorError as exc:
         why = exc.os_error.strerror or str(exc.os_error)
         raise TrackerError(f"cannot connect to {exc.host}:{exc.port}: {why}") from None
@@ -314,6 +325,7 @@ async def http_announce(
     max_peers: int = MAX_PEERS,
     max_redirects: int = MAX_REDIRECTS,
     max_body: int = MAX_BODY_BYTES,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AnnounceResult:
     """Announce to the HTTP(S) tracker at ``url``; raises `TrackerError`."""
     status, phrase, body = await fetch(
@@ -321,6 +333,7 @@ async def http_announce(
         timeout=timeout,
         max_redirects=max_redirects,
         max_body=max_body,
+        ssl_context=ssl_context,
     )
     return _answer(status, phrase, body, lambda b: parse_announce(b, max_peers=max_peers))
 
@@ -332,6 +345,7 @@ async def http_scrape(
     timeout: float,
     max_redirects: int = MAX_REDIRECTS,
     max_body: int = MAX_BODY_BYTES,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> dict[bytes, ScrapeStats]:
     """Scrape up to `MAX_SCRAPE_HASHES` torrents from the tracker announcing at ``url``."""
     if not 1 <= len(info_hashes) <= MAX_SCRAPE_HASHES:
@@ -344,5 +358,6 @@ async def http_scrape(
         timeout=timeout,
         max_redirects=max_redirects,
         max_body=max_body,
+        ssl_context=ssl_context,
     )
     return _answer(status, phrase, body, lambda b: parse_scrape(b, info_hashes))

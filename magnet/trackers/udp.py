@@ -122,6 +122,10 @@ def encode_url_data(url_data: bytes) -> bytes:
     return bytes(out)
 
 
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"
+
+
 @dataclass(slots=True)
 class _Pending:
     """One announce or scrape: its body (after the 16-byte header) and its retry state."""
@@ -131,6 +135,7 @@ class _Pending:
     body: bytes
     info_hashes: tuple[bytes, ...]
     tid: int
+    started: float
     give_up_at: float
     attempt: int = 0
     resend_at: float | None = None  # None: waiting for a connection id
@@ -258,7 +263,7 @@ class UdpTrackerClient:
     def handle_timer(self, now: float) -> None:
         for p in list(self._pending.values()):
             if now >= p.give_up_at:
-                self._fail(p, f"timed out after {p.attempt + 1} attempts (time cap reached)")
+                self._fail(p, f"timed out after {p.give_up_at - p.started:.1f} s")
 
         if self._connect_tid is not None and now >= self._connect_resend_at:
             self._connect_attempt += 1
@@ -267,7 +272,7 @@ class UdpTrackerClient:
             else:
                 self._connect_tid = None
                 self._connect_resend_at = math.inf
-                reason = f"timed out after {self._connect_attempt} attempts (no connect answer)"
+                reason = f"timed out after {_attempts(self._connect_attempt)} (no connect answer)"
                 for p in list(self._pending.values()):
                     if p.resend_at is None:
                         self._fail(p, reason)
@@ -277,7 +282,7 @@ class UdpTrackerClient:
                 continue
             p.attempt += 1
             if p.attempt >= len(self._schedule):
-                self._fail(p, f"timed out after {p.attempt} attempts")
+                self._fail(p, f"timed out after {_attempts(p.attempt)}")
             elif now < self._connection_expires:
                 self._send_request(p, now)
             else:
@@ -386,6 +391,7 @@ class UdpTrackerClient:
             body=body,
             info_hashes=info_hashes,
             tid=self._new_tid(),
+            started=now,
             give_up_at=now + cap if cap is not None else math.inf,
         )
         self._pending[pending.tid] = pending

@@ -8,19 +8,26 @@ servers cover what aiohttp.web will not do (a body cut short, a server that neve
 from __future__ import annotations
 
 import asyncio
+import datetime
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
 
 import bencode2
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -599,3 +606,64 @@ except magnet.trackers.TrackerError:
 assert "aiohttp" not in sys.modules
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a fresh self-signed certificate for 127.0.0.1, and a client
+    context that trusts exactly that certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    client = ssl.create_default_context(cadata=cert_pem.decode())
+    return server, client
+
+
+def test_https_tracker(tmp_path: Path) -> None:
+    server_ctx, client_ctx = self_signed(tmp_path)
+
+    async def main() -> None:
+        fake = FakeHttpTracker()
+        runner = web.AppRunner(fake.app, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+        await site.start()
+        url = f"https://127.0.0.1:{runner.addresses[0][1]}/announce"
+        try:
+            # Trusting the certificate: a normal announce over TLS.
+            result = await http_announce(url, request(), timeout=3, ssl_context=client_ctx)
+            assert result.leechers == 1 and raw_query(fake.raw_paths[0])["info_hash"] == IH
+            # Default checks: a self-signed certificate is refused, in one line.
+            reason = await fails(url)
+            assert (
+                reason.startswith("TLS with 127.0.0.1:") and "certificate verify failed" in reason
+            )
+        finally:
+            await runner.cleanup()
+
+    run(main())

@@ -326,7 +326,7 @@ def test_total_time_cap() -> None:
     c.handle_timer(0.5)
     assert c.get_timer() == 1.0
     c.handle_timer(1.0)
-    assert events(c) == [TrackerFailed(rid, "timed out after 1 attempts (time cap reached)")]
+    assert events(c) == [TrackerFailed(rid, "timed out after 1.0 s")]
     # A per-request cap overrides the default.
     rid2 = c.announce(request(), now=2.0, timeout=0.25)
     assert c.get_timer() == 2.25
