@@ -525,6 +525,9 @@ class UdpTracker(asyncio.DatagramProtocol):
         self.close()
 
     async def _wait(self, request_id: int) -> Announced | Scraped:
+        if self._transport is None:
+            self.client.cancel(request_id)
+            raise TrackerError("closed")
         future: asyncio.Future[Announced | Scraped] = self._loop.create_future()
         self._waiters[request_id] = future
         self._transmit()

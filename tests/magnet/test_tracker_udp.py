@@ -626,6 +626,9 @@ def test_udp_tracker_reuses_its_connection_id() -> None:
             stats = await tracker.scrape([IH, b"\x01" * 20], timeout=2)
             assert stats.stats[IH] == ScrapeStats(4, 5, 6)
             assert tracker.client.sent == {"connect": 1, "announce": 3, "scrape": 1}
+        await asyncio.sleep(0)  # connection_lost runs on the next loop turn
+        with pytest.raises(TrackerError, match="closed"):
+            await tracker.announce(request(), timeout=2)
         assert [d[8:12] for d in fake.received].count(b"\x00\x00\x00\x00") == 1
 
     with_fake("honest", body)
