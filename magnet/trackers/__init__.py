@@ -29,7 +29,7 @@ from magnet.trackers.messages import (
 )
 
 if TYPE_CHECKING:
-    from magnet.trackers.udp import UdpTracker
+    from magnet.trackers.udpdriver import UdpTracker
 
 __all__ = [
     "MAX_PEERS",
@@ -223,7 +223,8 @@ async def _open_udp(
     retry_schedule: Sequence[float] | None,
     max_peers: int = MAX_PEERS,
 ) -> UdpTracker:
-    from magnet.trackers.udp import DEFAULT_RETRY_SCHEDULE_S, UdpTracker
+    from magnet.trackers.udp import DEFAULT_RETRY_SCHEDULE_S
+    from magnet.trackers.udpdriver import UdpTracker
 
     return await UdpTracker.open(
         parts.hostname or "",

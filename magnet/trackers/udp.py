@@ -1,35 +1,31 @@
-"""BEP 15 UDP tracker client: a sans-IO core (`UdpTrackerClient`) and its asyncio driver.
+"""BEP 15 UDP tracker client, sans-IO: `UdpTrackerClient`, its events and its wire format.
 
-The core speaks to one tracker address. It obtains a connection id (action 0) and keeps it
+The client speaks to one tracker address. It obtains a connection id (action 0) and keeps it
 `CONNECTION_TTL_S` seconds, so later announces (action 1) and scrapes (action 2) within that
 time skip the handshake; an error (action 3) fails the request with the tracker's words.
 BEP 41 URLData options carry the URL's path and query. Lost packets are resent on a short
 caller-chosen schedule rather than BEP 15's 15·2^n s, which suits a resolver that gives a
 tracker a few seconds at most. Hostile input (short, unknown transaction, wrong action, huge
-peer lists) is dropped or capped and counted, never raised. `UdpTracker` drives the core on
-a connected asyncio datagram socket, in the shape of `dht.node.Node`.
+peer lists) is dropped or capped and counted, never raised. No sockets, clock or asyncio
+here: `magnet.trackers.udpdriver.UdpTracker` drives it on a datagram socket.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import logging
 import math
 import random
-import socket
 import struct
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from dht.wire import Addr
 from magnet.trackers.messages import (
     MAX_PEERS,
     AnnounceRequest,
     ScrapeStats,
-    TrackerError,
     decode_compact_peers,
     tracker_text,
 )
@@ -43,12 +39,9 @@ __all__ = [
     "Scraped",
     "TrackerEvent",
     "TrackerFailed",
-    "UdpTracker",
     "UdpTrackerClient",
     "encode_url_data",
 ]
-
-log = logging.getLogger("magnet.trackers.udp")
 
 #: The magic connection id of a connect request (BEP 15).
 PROTOCOL_ID: Final = 0x41727101980
@@ -442,160 +435,3 @@ class UdpTrackerClient:
     def _drop(self, reason: str) -> str:
         self.dropped[reason] += 1
         return reason
-
-
-# --- asyncio driver ---------------------------------------------------------------------
-
-
-class UdpTracker(asyncio.DatagramProtocol):
-    """One UDP tracker on a connected datagram socket, driving a `UdpTrackerClient`.
-
-    Open with ``await UdpTracker.open(host, port)``; keep it to reuse the connection id across
-    announces; `close` it when done (or use ``async with``). Methods raise `TrackerError`.
-    """
-
-    def __init__(self, client: UdpTrackerClient) -> None:
-        self.client = client
-        self._loop = asyncio.get_running_loop()
-        self._transport: asyncio.DatagramTransport | None = None
-        self._waiters: dict[int, asyncio.Future[Announced | Scraped]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
-
-    @classmethod
-    async def open(
-        cls,
-        host: str,
-        port: int,
-        *,
-        rng: random.Random | None = None,
-        retry_schedule: Sequence[float] = DEFAULT_RETRY_SCHEDULE_S,
-        max_peers: int = MAX_PEERS,
-        url_data: bytes = b"",
-    ) -> UdpTracker:
-        """Resolve ``host`` (first address wins) and open a socket connected to it."""
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-        except OSError as exc:
-            raise TrackerError(f"cannot resolve {host!r}: {exc.strerror or exc}") from exc
-        if not infos:
-            raise TrackerError(f"cannot resolve {host!r}")
-        family, _, _, _, sockaddr = infos[0]
-        addr: Addr = (str(sockaddr[0]), int(sockaddr[1]))
-        client = UdpTrackerClient(
-            addr,
-            rng=rng or random.SystemRandom(),
-            retry_schedule=retry_schedule,
-            max_peers=max_peers,
-            url_data=url_data,
-        )
-        tracker = cls(client)
-        try:
-            # A connected socket: the kernel filters other sources, and an ICMP "port
-            # unreachable" comes back as an error, which fails the requests at once.
-            await loop.create_datagram_endpoint(lambda: tracker, remote_addr=addr, family=family)
-        except OSError as exc:
-            raise TrackerError(f"cannot open a socket to {host}: {exc.strerror or exc}") from exc
-        return tracker
-
-    async def announce(
-        self, request: AnnounceRequest, *, timeout: float | None = None
-    ) -> Announced:
-        result = await self._wait(self.client.announce(request, self._loop.time(), timeout=timeout))
-        assert isinstance(result, Announced)
-        return result
-
-    async def scrape(
-        self, info_hashes: Iterable[bytes], *, timeout: float | None = None
-    ) -> Scraped:
-        hashes = list(info_hashes)
-        result = await self._wait(self.client.scrape(hashes, self._loop.time(), timeout=timeout))
-        assert isinstance(result, Scraped)
-        return result
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-    async def __aenter__(self) -> UdpTracker:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def _wait(self, request_id: int) -> Announced | Scraped:
-        if self._transport is None:
-            self.client.cancel(request_id)
-            raise TrackerError("closed")
-        future: asyncio.Future[Announced | Scraped] = self._loop.create_future()
-        self._waiters[request_id] = future
-        self._transmit()
-        try:
-            return await future
-        finally:
-            # Cancelled by the caller: the core must forget it too.
-            if self._waiters.pop(request_id, None) is not None:
-                self.client.cancel(request_id)
-                self._transmit()
-
-    # --- asyncio.DatagramProtocol ---
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # CPython's datagram transports do not subclass DatagramTransport: no isinstance.
-        self._transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        # IPv6 source addresses come as 4-tuples: the core wants (ip, port).
-        why = self.client.receive_datagram(data, (addr[0], addr[1]), self._loop.time())
-        if why is not None:
-            log.debug("dropped a datagram from %s: %s", addr, why)
-        self._transmit()
-
-    def error_received(self, exc: Exception) -> None:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        self.client.abort(f"network error: {reason}")
-        self._transmit()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.client.abort("closed")
-        self._deliver()
-
-    # --- plumbing ---
-
-    def _transmit(self) -> None:
-        now = self._loop.time()
-        if self._transport is not None:
-            for data, _ in self.client.datagrams_to_send(now):
-                self._transport.sendto(data)
-        self._deliver()
-        timer_at = self.client.get_timer()
-        if timer_at != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if timer_at is not None and self._transport is not None:
-                self._timer = self._loop.call_at(timer_at, self._on_timer)
-            self._timer_at = timer_at
-
-    def _on_timer(self) -> None:
-        # The loop may fire a hair early: hand the core at least the deadline it asked for.
-        now = max(self._loop.time(), self._timer_at or 0.0)
-        self._timer = None
-        self._timer_at = None
-        self.client.handle_timer(now)
-        self._transmit()
-
-    def _deliver(self) -> None:
-        while (event := self.client.next_event()) is not None:
-            future = self._waiters.pop(event.request_id, None)
-            if future is None or future.done():
-                continue
-            if isinstance(event, TrackerFailed):
-                future.set_exception(TrackerError(event.reason))
-            else:
-                future.set_result(event)

@@ -14,7 +14,7 @@ from typing import TypeVar
 import pytest
 
 from magnet.trackers import AnnounceEvent, AnnounceRequest, TrackerError, announce, scrape
-from magnet.trackers.udp import UdpTracker
+from magnet.trackers.udpdriver import UdpTracker
 from tests.interop.opentracker import OpenTracker, find_opentracker
 
 pytestmark = [

@@ -33,10 +33,10 @@ from magnet.trackers.udp import (
     Announced,
     Scraped,
     TrackerFailed,
-    UdpTracker,
     UdpTrackerClient,
     encode_url_data,
 )
+from magnet.trackers.udpdriver import UdpTracker
 
 T = TypeVar("T")
 TRACKER = ("127.0.0.1", 6969)
