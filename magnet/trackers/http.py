@@ -254,7 +254,10 @@ async def fetch(
             async with (
                 aiohttp.ClientSession(
                     timeout=aiohttp.ClientTimeout(total=timeout),
-                    headers={"User-Agent": USER_AGENT},
+                    # No compression: trackers rarely use it, and a body inflated by aiohttp
+                    # would reach our size cap only after a zip bomb had gone off in memory.
+                    headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+                    auto_decompress=False,
                     # A redirect's Location must be followed as written: re-quoting turns
                     # an escaped info_hash byte such as %28 back into "(".
                     requote_redirect_url=False,

@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from ipaddress import ip_address
@@ -304,6 +305,7 @@ class FakeHttpTracker:
         app.router.add_get("/redirect/{n}/announce", self.redirect)
         app.router.add_get("/to-udp/announce", self.to_udp)
         app.router.add_get("/lying/announce", self.lying)
+        app.router.add_get("/gzip-bomb/announce", self.gzip_bomb)
         self.app = app
 
     async def honest(self, req: web.Request) -> web.Response:
@@ -368,6 +370,12 @@ class FakeHttpTracker:
 
     async def to_udp(self, req: web.Request) -> web.Response:
         raise web.HTTPFound("udp://127.0.0.1:1/announce")
+
+    async def gzip_bomb(self, req: web.Request) -> web.Response:
+        # 200 MiB of zeros in about 200 KB: sent compressed although nobody asked for it.
+        self.raw_paths.append(req.headers.get("Accept-Encoding", ""))
+        body = zlib.compress(bytes(200 << 20), 9)
+        return web.Response(body=body, headers={"Content-Encoding": "deflate"})
 
     async def lying(self, req: web.Request) -> web.Response:
         body = {
@@ -472,6 +480,8 @@ def test_hostile_http_trackers_give_one_clear_error() -> None:
         assert await fails(f"{base}/huge-declared/announce") == (
             "bad response: body over 1048576 bytes"
         )
+        assert await fails(f"{base}/gzip-bomb/announce") == "bad response: not bencoded"
+        assert fake.raw_paths[-1] == "identity"
         assert (await fails(f"{base}/to-udp/announce")).startswith(
             "bad response: redirect to a non-HTTP(S) URL"
         )
