@@ -128,6 +128,7 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._timer_version = -1
 
     def itself(self) -> _Endpoint:
         """Protocol factory for ``create_datagram_endpoint``."""
@@ -137,8 +138,20 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.core.receive_datagram(data, (addr[0], addr[1]), self.loop.time())
-        self.flush()
+        # The hot path of a busy node: answer, send, and only look at events and the timer
+        # when the core says they may have changed.
+        core = self.core
+        core.receive_datagram(data, (addr[0], addr[1]), self.loop.time())
+        out = core.datagrams_to_send(0.0)
+        if out and self.transport is not None:
+            sendto = self.transport.sendto
+            for reply, dst in out:
+                try:
+                    sendto(reply, dst)
+                except (OSError, ValueError):
+                    self.node.send_errors += 1
+        if core.has_events or core.timer_version != self._timer_version:
+            self.flush()
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like: the query will time out; nothing else to do.
@@ -160,6 +173,7 @@ class _Endpoint(asyncio.DatagramProtocol):
         while event is not None:
             self.node._dispatch(event)
             event = core.next_event()
+        self._timer_version = core.timer_version
         deadline = core.get_timer()
         if deadline is not None and (self._timer is None or deadline < self._timer_at):
             if self._timer is not None:

@@ -112,7 +112,10 @@ class Stats:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
 
-_KNOWN_METHODS = (b"ping", b"find_node", b"get_peers", b"announce_peer", b"sample_infohashes")
+_METHOD_NAMES = {
+    m: m.decode()
+    for m in (b"ping", b"find_node", b"get_peers", b"announce_peer", b"sample_infohashes")
+}
 
 
 class _LookupState:
@@ -190,6 +193,9 @@ class DhtProtocol:
         self._waiting: deque[_LookupState] = deque()  # lookups that ran out of query slots
         self._pinging: set[bytes] = set()
         self._next_maintenance = now + cfg.maintenance_s
+        # Bumped whenever the deadline may have moved earlier (a query sent): lets a driver
+        # skip get_timer() after datagrams that only got answered.
+        self.timer_version = 0
         self._routers: list[Addr] = []
         self._bootstrap_id: int | None = None
         self._bootstrap_attempt = 0
@@ -209,6 +215,10 @@ class DhtProtocol:
 
     def next_event(self) -> DhtEvent | None:
         return self._events.popleft() if self._events else None
+
+    @property
+    def has_events(self) -> bool:
+        return bool(self._events)
 
     def get_timer(self) -> float | None:
         deadline = self._tx.next_deadline()
@@ -372,7 +382,7 @@ class DhtProtocol:
         stats = self.stats
         cfg = self.config
         method = q.method
-        name = method.decode("ascii", "replace") if method in _KNOWN_METHODS else "other"
+        name = _METHOD_NAMES.get(method, "other")
         stats.queries_in[name] = stats.queries_in.get(name, 0) + 1
         if cfg.read_only:
             stats.drop("read-only")
@@ -493,7 +503,7 @@ class DhtProtocol:
     def _nodes_for(self, target: bytes) -> bytes:
         if self.pool is not None and len(self.pool) >= self.config.k:
             return self.pool.closest_compact(target, self.config.k)
-        return b"".join(e.compact for e in self.routing.closest(target, self.config.k))
+        return self.routing.closest_compact(target)
 
     def _add_nodes(self, r: dict[bytes, Any], q: Query) -> None:
         """``nodes`` (IPv4 DHT) or ``nodes6`` (IPv6 DHT) closest to the target; both kinds
@@ -713,6 +723,7 @@ class DhtProtocol:
         if p is None:
             self.stats.drop("no query slot")
             return None
+        self.timer_version += 1
         full_args = dict(args)
         full_args[b"id"] = self.node_id
         self._out.append(

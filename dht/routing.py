@@ -70,6 +70,9 @@ class Bucket:
     last_changed: float
     nodes: list[NodeEntry] = field(default_factory=list)  # least recently seen first
     replacements: list[NodeEntry] = field(default_factory=list)  # most recent last
+    # The bucket's nodes as one ``nodes`` answer, while it is full of live nodes (see
+    # RoutingTable.closest_compact); None when it must be built again.
+    answer: bytes | None = None
 
 
 class RoutingTable:
@@ -122,23 +125,49 @@ class RoutingTable:
         Only the buckets that can hold the closest nodes are looked at: the target's own
         bucket holds nodes sharing more bits with it than any other; the buckets after it all
         share exactly as many bits as the target shares with us; then the buckets before it,
-        in decreasing order of closeness.
+        in decreasing order of closeness. This runs for every find_node and get_peers a node
+        answers, so the common case (no bad nodes among those gathered) is kept short.
         """
-        t = id_to_int(target)
+        t = int.from_bytes(target, "big")
         buckets = self._buckets
         c = self._index(t)
-        max_fails = self.max_fails
-        found = [e for e in buckets[c].nodes if e.fails < max_fails]
+        found = list(buckets[c].nodes)
         if len(found) < n:
             for b in buckets[c + 1 :]:
-                found.extend(e for e in b.nodes if e.fails < max_fails)
+                found += b.nodes
             j = c - 1
             while len(found) < n and j >= 0:
-                found.extend(e for e in buckets[j].nodes if e.fails < max_fails)
+                found += buckets[j].nodes
                 j -= 1
-        if len(found) > 1:
-            found.sort(key=lambda e: e.id_int ^ t)
-        return found[:n]
+        found.sort(key=lambda e: e.id_int ^ t)
+        max_fails = self.max_fails
+        live = [e for e in found if e.fails < max_fails]
+        if len(live) < len(found) and len(live) < n:
+            # Bad nodes took places: look at the whole table instead.
+            live = [e for e in self._by_id.values() if e.fails < max_fails]
+            live.sort(key=lambda e: e.id_int ^ t)
+        return live[:n]
+
+    def closest_compact(self, target: bytes) -> bytes:
+        """The K closest live nodes as a compact ``nodes`` answer.
+
+        When the target falls in a bucket that is full of live nodes, those K nodes are
+        exactly the K closest (they share more bits with the target than any other node),
+        so the answer is the bucket's, joined once and kept until the bucket changes. BEP 5
+        does not ask for the nodes to be sorted. Other targets take ``closest``.
+        """
+        t = int.from_bytes(target, "big")
+        c = self._index(t)
+        if c < len(self._buckets) - 1:
+            bucket = self._buckets[c]
+            answer = bucket.answer
+            if answer is not None:
+                return answer
+            nodes = bucket.nodes
+            if len(nodes) >= self.k and all(e.fails < self.max_fails for e in nodes):
+                bucket.answer = b"".join([e.compact for e in nodes])
+                return bucket.answer
+        return b"".join([e.compact for e in self.closest(target, self.k)])
 
     def counts(self, now: float) -> tuple[int, int, int]:
         """(good, questionable, bad) node counts."""
@@ -184,16 +213,19 @@ class RoutingTable:
             return AddResult.IGNORED
         entry = self._by_id.get(node_id)
         if entry is not None:
+            bucket = self._buckets[self._index(entry.id_int)]
             if entry.addr != addr:
                 if entry.is_good(now):
                     return AddResult.IGNORED  # keep the address we know works
                 entry.addr = addr
                 entry.compact = node_id + pack_addr(addr)
+                bucket.answer = None
+            if entry.fails >= self.max_fails:
+                bucket.answer = None  # a bad node comes back to life
             entry.last_reply = now
             entry.fails = 0
             if rtt is not None:
                 entry.rtt = rtt
-            bucket = self._buckets[self._index(entry.id_int)]
             bucket.nodes.remove(entry)
             bucket.nodes.append(entry)
             bucket.last_changed = now
@@ -255,6 +287,7 @@ class RoutingTable:
         if entry.fails < self.max_fails:
             return
         bucket = self._buckets[self._index(entry.id_int)]
+        bucket.answer = None
         # Evict only when something can take its place: a bad node in a bucket is harmless
         # (closest() skips it), and an empty slot would be no better.
         for i in range(len(bucket.replacements) - 1, -1, -1):
@@ -263,6 +296,7 @@ class RoutingTable:
                 del bucket.replacements[i]
                 self._evict(bucket, entry)
                 bucket.nodes.append(repl)
+                bucket.answer = None
                 self._by_id[repl.id] = repl
                 bucket.last_changed = now
                 return
@@ -282,6 +316,7 @@ class RoutingTable:
         return NodeEntry(node_id, addr, id_to_int(node_id), compact, now)
 
     def _evict(self, bucket: Bucket, entry: NodeEntry) -> None:
+        bucket.answer = None
         bucket.nodes.remove(entry)
         del self._by_id[entry.id]
 
@@ -309,6 +344,7 @@ class RoutingTable:
                     del bucket.replacements[i]
                     break
             if len(bucket.nodes) < self.k:
+                bucket.answer = None
                 bucket.nodes.append(entry)
                 self._by_id[entry.id] = entry
                 bucket.last_changed = now
@@ -320,6 +356,7 @@ class RoutingTable:
                 if e.fails >= self.max_fails:
                     self._evict(bucket, e)
                     bucket.nodes.append(entry)
+                    bucket.answer = None
                     self._by_id[entry.id] = entry
                     bucket.last_changed = now
                     return AddResult.REPLACED
@@ -328,6 +365,7 @@ class RoutingTable:
 
     def _split(self, now: float) -> None:
         old = self._buckets[-1]
+        old.answer = None
         new = Bucket(old.last_changed)
         self._buckets.append(new)
         depth = len(self._buckets) - 2  # prefix length the old last bucket now holds exactly

@@ -121,3 +121,26 @@ def test_stale_buckets() -> None:
     t.node_seen(b"\x01" + bytes(19), addr(1), 0)
     assert t.stale_buckets(10) == []
     assert t.stale_buckets(GOOD_FOR_S) == [0]
+
+
+@settings(max_examples=50)
+@given(
+    st.lists(st.binary(min_size=20, max_size=20), max_size=200, unique=True),
+    st.lists(st.binary(min_size=20, max_size=20), min_size=1, max_size=10),
+    st.lists(st.integers(0, 199), max_size=30),
+)
+def test_compact_answer_is_the_k_closest_as_a_set(
+    ids: list[bytes], targets: list[bytes], failures: list[int]
+) -> None:
+    t = RoutingTable(OWN, now=0, k=8)
+    for i, n in enumerate(ids):
+        t.node_seen(n, addr(i), 0)
+    for rnd in range(2):
+        for target in targets:
+            data = t.closest_compact(target)
+            got = {data[i : i + 20] for i in range(0, len(data), 26)}
+            assert got == {e.id for e in t.closest(target, 8)}
+        # failures change liveness: cached answers must follow
+        for f in failures:
+            if f < len(ids):
+                t.node_failed(ids[f], 1 + rnd)
