@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from magnet.fetch import ResolveError, ResolveResult, resolve
 
@@ -27,8 +27,10 @@ async def resolve_many(
     concurrency: int = 16,
     timeout: float = 60.0,
     max_connections: int = 20,
+    **options: Any,
 ) -> AsyncIterator[tuple[str, ResolveResult | ResolveError]]:
-    """Yield (link, result or error) for every link, as each finishes."""
+    """Yield (link, result or error) for every link, as each finishes. ``options`` go to
+    ``resolve`` (``use_trackers``, ``encryption``, ...)."""
     queue: asyncio.Queue[tuple[str, ResolveResult | ResolveError]] = asyncio.Queue()
     pending = iter(links)
     running: set[asyncio.Task[None]] = set()
@@ -36,7 +38,7 @@ async def resolve_many(
     async def one(link: str) -> None:
         try:
             result: ResolveResult | ResolveError = await resolve(
-                link, node=node, timeout=timeout, max_connections=max_connections
+                link, node=node, timeout=timeout, max_connections=max_connections, **options
             )
         except ResolveError as exc:
             result = exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
@@ -274,6 +275,20 @@ def resolve(
         int, typer.Option(help="Largest info dict accepted, in MiB.", min=1, max=1024)
     ] = 32,
     no_dht: Annotated[bool, typer.Option("--no-dht", help="Do not use the DHT.")] = False,
+    no_trackers: Annotated[
+        bool, typer.Option("--no-trackers", help="Do not announce to the link's trackers.")
+    ] = False,
+    tracker: Annotated[
+        list[str] | None,
+        typer.Option("--tracker", metavar="URL", help="Tracker to use too (repeatable)."),
+    ] = None,
+    encryption: Annotated[
+        str,
+        typer.Option(
+            help="Peer encryption (MSE/PE): auto (plaintext, then encrypted when a peer hangs"
+            " up), prefer, require, off."
+        ),
+    ] = "auto",
 ) -> None:
     """Resolve magnet links into verified .torrent files, using the DHT (no tracker needed).
 
@@ -286,7 +301,21 @@ def resolve(
     links = _read_links(magnets)
     if not links:
         fail("no magnet links given")
+    from magnet.resolver import ENCRYPTION_POLICIES
+
+    if encryption not in ENCRYPTION_POLICIES:
+        fail(f"--encryption must be one of {', '.join(ENCRYPTION_POLICIES)}")
+    opts = _ResolveOptions(
+        timeout=timeout,
+        max_connections=max_connections,
+        max_metadata_mib=max_metadata_size,
+        use_dht=not no_dht,
+        use_trackers=not no_trackers,
+        trackers=tuple(tracker or ()),
+        encryption=encryption,
+    )
     routers = parse_bootstrap(bootstrap)
+    from dht.node import run
     from magnet.uri import MagnetError, parse_info_hash_or_magnet
 
     if len(links) == 1:
@@ -294,38 +323,29 @@ def resolve(
             link = parse_info_hash_or_magnet(links[0])
         except MagnetError as exc:
             fail(f"bad magnet link: {exc}")
-        from dht.node import run
-
-        code = run(
-            _resolve_one(
-                link,
-                output,
-                routers,
-                timeout,
-                json_out,
-                max_connections,
-                max_metadata_size,
-                not no_dht,
-            )
-        )
+        code = run(_resolve_one(link, output, routers, json_out, opts))
     else:
-        from dht.node import run
-
-        code = run(
-            _resolve_bulk(links, output, routers, timeout, json_out, concurrency, max_connections)
-        )
+        code = run(_resolve_bulk(links, output, routers, json_out, concurrency, opts))
     raise typer.Exit(code)
+
+
+@dataclass(frozen=True, slots=True)
+class _ResolveOptions:
+    timeout: float
+    max_connections: int
+    max_metadata_mib: int
+    use_dht: bool
+    use_trackers: bool
+    trackers: tuple[str, ...]
+    encryption: str
 
 
 async def _resolve_one(
     link: object,
     output: str | None,
     routers: list[Addr] | None,
-    timeout: float,
     json_out: bool,
-    max_connections: int,
-    max_metadata_mib: int,
-    use_dht: bool,
+    opts: _ResolveOptions,
 ) -> int:
     import json
 
@@ -339,10 +359,13 @@ async def _resolve_one(
         result = await resolve(
             link,
             bootstrap=routers,
-            timeout=timeout,
-            use_dht=use_dht,
-            max_connections=max_connections,
-            max_metadata_size=max_metadata_mib * 1024 * 1024,
+            timeout=opts.timeout,
+            use_dht=opts.use_dht,
+            use_trackers=opts.use_trackers,
+            trackers=opts.trackers,
+            encryption=opts.encryption,
+            max_connections=opts.max_connections,
+            max_metadata_size=opts.max_metadata_mib * 1024 * 1024,
             on_progress=show.update if show else None,
         )
     except ResolveError as exc:
@@ -377,10 +400,9 @@ async def _resolve_bulk(
     links: list[str],
     output: str | None,
     routers: list[Addr] | None,
-    timeout: float,
     json_out: bool,
     concurrency: int,
-    max_connections: int,
+    opts: _ResolveOptions,
 ) -> int:
     import json
 
@@ -402,8 +424,12 @@ async def _resolve_bulk(
             links,
             node=node,
             concurrency=concurrency,
-            timeout=timeout,
-            max_connections=max_connections,
+            timeout=opts.timeout,
+            max_connections=opts.max_connections,
+            use_dht=opts.use_dht,
+            use_trackers=opts.use_trackers,
+            trackers=opts.trackers,
+            encryption=opts.encryption,
         ):
             if isinstance(result, ResolveError):
                 failed += 1
@@ -474,6 +500,19 @@ def serve(
         int | None, typer.Option(help="UDP port of the DHT node (default: --port).")
     ] = None,
     bootstrap: BootstrapOption = None,
+    tracker: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tracker", metavar="URL", help="Also announce to this tracker (repeatable)."
+        ),
+    ] = None,
+    no_trackers: Annotated[
+        bool, typer.Option("--no-trackers", help="Do not announce to the torrents' trackers.")
+    ] = False,
+    encryption: Annotated[
+        str,
+        typer.Option(help="Incoming peer encryption (MSE/PE): prefer (accept both), require, off."),
+    ] = "prefer",
 ) -> None:
     """Publish torrents: announce them on the DHT and serve their metadata (no file data).
 
@@ -487,7 +526,7 @@ def serve(
     from pathlib import Path
 
     from dht.node import Node, run
-    from magnet.serve import serve_torrents
+    from magnet.serve import SERVE_ENCRYPTION, serve_torrents
     from magnet.torrentfile import TorrentError, parse_torrent
     from magnet.uri import format as format_magnet
 
@@ -500,6 +539,8 @@ def serve(
         except TorrentError as exc:
             fail(f"{name} is not a valid torrent: {exc}")
     routers = parse_bootstrap(bootstrap)
+    if encryption not in SERVE_ENCRYPTION:
+        fail(f"--encryption must be one of {', '.join(SERVE_ENCRYPTION)}")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -513,7 +554,17 @@ def serve(
             logging.getLogger("magnetar").info("joined the DHT: %d nodes", size)
             ready: asyncio.Future[int] = loop.create_future()
             job = asyncio.create_task(
-                serve_torrents(metas, node=node, host=host, port=port, stop=stop, ready=ready)
+                serve_torrents(
+                    metas,
+                    node=node,
+                    host=host,
+                    port=port,
+                    stop=stop,
+                    ready=ready,
+                    encryption=encryption,
+                    trackers=tuple(tracker or ()),
+                    use_trackers=not no_trackers,
+                )
             )
             tcp_port = await ready
             for meta in metas:

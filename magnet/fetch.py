@@ -1,9 +1,10 @@
-"""Resolving a magnet link on asyncio: DHT lookups feed peers to a ``Resolution``.
+"""Resolving a magnet link on asyncio: DHT lookups and trackers feed peers to a ``Resolution``.
 
 ``resolve`` is the library entry point behind ``magnetar resolve``. It runs the sources of
-peers (the link's ``x.pe`` at once, DHT get_peers lookups, repeated while nothing resolves)
-next to a ``_Fetcher`` that carries out a ``Resolution``'s actions over TCP: open
-connections, write bytes, close, and keep its single timer armed. No protocol logic lives
+peers side by side (the link's ``x.pe`` at once, DHT get_peers lookups repeated while nothing
+resolves, and an announce to every tracker) next to a ``_Fetcher`` that carries out a
+``Resolution``'s actions over TCP: open connections, write bytes, close, and keep its single
+timer armed. No protocol logic lives
 here; this module moves bytes and keeps time.
 """
 
@@ -63,6 +64,9 @@ class ResolveResult:
     source: str
     seconds: float
     trace: list[tuple[str, float]] = field(default_factory=list)  # (phase, seconds from start)
+    # Where peers came from and how each source fared when the metadata arrived, e.g.
+    # {"dht": "2 lookups done, 16 nodes answered", "udp://t:1/announce": "pending"}.
+    sources: dict[str, str] = field(default_factory=dict)
 
     def torrent(self, *, creation_date: int | None = None) -> bytes:
         """A complete .torrent: the info dict spliced in verbatim, the link's trackers."""
@@ -198,6 +202,8 @@ async def resolve(
     bootstrap: Sequence[Addr] | None = None,
     timeout: float = 60.0,
     use_dht: bool = True,
+    use_trackers: bool = True,
+    trackers: Sequence[str] = (),
     encryption: str = "auto",
     max_connections: int = 40,
     max_metadata_size: int = 32 * 1024 * 1024,
@@ -207,7 +213,9 @@ async def resolve(
 
     Peers come from the link's ``x.pe`` and the DHT (``node``, or a read-only client node
     of our own joining through ``bootstrap``, default the public routers). ``encryption``
-    is one of ``magnet.resolver.ENCRYPTION_POLICIES`` (MSE/PE; "auto" by default). Raises
+    is one of ``magnet.resolver.ENCRYPTION_POLICIES`` (MSE/PE; "auto" by default). The
+    link's ``tr`` trackers and ``trackers`` are announced to in parallel with the DHT lookup
+    (unless ``use_trackers`` is False); a dead or slow tracker never delays the rest. Raises
     ``ResolveError`` with a one-line reason on bad input, timeout or when no source is left.
     """
     started = time.monotonic()
@@ -248,7 +256,16 @@ async def resolve(
     own_node: Node | None = None
     tasks: list[asyncio.Task[None]] = []
     dht_state = {"answered": 0, "asked": 0, "lookups": 0}
+    tracker_errors: dict[str, str] = {}
+    tracker_urls = (
+        list(dict.fromkeys([*link.trackers, *trackers]))[:MAX_TRACKERS] if use_trackers else []
+    )
     try:
+        for url in tracker_urls:
+            source = _tracker_source(
+                url, link.dht_key, resolution.peer_id, fetcher, tracker_errors, mark
+            )
+            tasks.append(asyncio.create_task(source))
         if link.peers:
             mark("x.pe peers")
             fetcher.add_peers(list(link.peers), "x.pe")
@@ -271,13 +288,23 @@ async def resolve(
             async with asyncio.timeout(timeout):
                 resolved = await fetcher.done
         except TimeoutError:
+            reason = _explain_failure(resolution, dht_state, use_dht, timeout)
+            if tracker_urls and not resolution.stats.known:
+                reason += "; " + _explain_trackers(tracker_urls, tracker_errors)
             raise ResolveError(
-                _explain_failure(resolution, dht_state, use_dht, timeout),
-                _failure_kind(resolution, dht_state, use_dht),
-                resolution.stats,
+                reason, _failure_kind(resolution, dht_state, use_dht), resolution.stats
             ) from None
         mark("metadata verified")
         meta = parse_info(resolved.info)
+        sources: dict[str, str] = {}
+        if link.peers:
+            sources["x.pe"] = f"{len(link.peers)} peers"
+        if use_dht:
+            sources["dht"] = (
+                f"{dht_state['lookups']} lookups done, {dht_state['answered']} nodes answered"
+            )
+        for url in tracker_urls:
+            sources[url] = tracker_errors.get(url, "pending")
         return ResolveResult(
             link,
             resolved.info,
@@ -286,6 +313,7 @@ async def resolve(
             resolved.source,
             time.monotonic() - started,
             trace,
+            sources,
         )
     finally:
         for task in tasks:
@@ -338,6 +366,41 @@ async def _dht_source(
             seeds = await resolve_routers(node.routers)
         await asyncio.sleep(pause)
         pause = min(pause * 2, 15.0)
+
+
+MAX_TRACKERS = 20
+TRACKER_TIMEOUT_S = 15.0
+TRACKER_PORT = 6881  # what we announce: trackers want a port; we do not listen for pieces
+
+
+async def _tracker_source(
+    url: str,
+    key: bytes,
+    peer_id: bytes,
+    fetcher: _Fetcher,
+    errors: dict[str, str],
+    mark: Callable[[str], None],
+) -> None:
+    """One announce to one tracker, its peers into the pool; a failure is only recorded."""
+    from magnet.trackers import TrackerError, announce
+
+    try:
+        result = await announce(
+            url, key, peer_id=peer_id, port=TRACKER_PORT, timeout=TRACKER_TIMEOUT_S
+        )
+    except TrackerError as exc:
+        errors[url] = exc.reason
+        return
+    errors[url] = f"{len(result.peers)} peers"
+    if result.peers:
+        mark(f"peers from tracker {url}")
+        fetcher.add_peers(result.peers, f"tracker {url}")
+
+
+def _explain_trackers(urls: list[str], errors: dict[str, str]) -> str:
+    parts = [f"{url}: {errors.get(url, 'no answer yet')}" for url in urls[:3]]
+    more = f" (+{len(urls) - 3} more)" if len(urls) > 3 else ""
+    return "trackers: " + ", ".join(parts) + more
 
 
 def _failure_kind(res: Resolution, dht_state: dict[str, int], use_dht: bool) -> str:

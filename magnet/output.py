@@ -75,6 +75,7 @@ def result_record(result: ResolveResult, path: Path | None) -> dict[str, Any]:
         "peer": f"{result.peer[0]}:{result.peer[1]}",
         "source": result.source,
         "trace": [{"phase": p, "seconds": s} for p, s in result.trace],
+        "sources": result.sources,
     }
 
 

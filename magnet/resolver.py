@@ -52,6 +52,7 @@ Addr = tuple[str, int]
 
 MAX_METADATA_SIZE = 32 * 1024 * 1024
 MAX_SIZES = 4  # distinct metadata sizes claimed before further claimants are dropped
+HANDSHAKE_LEN = 68  # BEP 3: the BitTorrent handshake
 
 # How to dial (MSE/PE, see magnet/mse.py):
 #   auto    - plaintext first; a peer that hangs up before its handshake is redialled at once
@@ -105,6 +106,7 @@ class _Peer:
         "deadline",
         "encrypt",
         "mse",
+        "pending_hello",
         "redialled",
         "requested",
         "size",
@@ -118,6 +120,7 @@ class _Peer:
         self.state = _State.QUEUED
         self.conn: PeerConnection | None = None
         self.mse: MseInitiator | None = None
+        self.pending_hello = b""  # what follows the handshake once MSE is set up
         self.encrypt = False  # dial this peer with MSE
         self.redialled = False  # the fallback attempt has been used
         self.deadline = 0.0
@@ -228,10 +231,16 @@ class Resolution:
             methods = CryptoMethod.RC4
             if self.encryption != "require":
                 methods |= CryptoMethod.PLAINTEXT
-            # Our handshakes ride in the MSE initial payload: no extra round trip.
+            # Our BitTorrent handshake rides in the MSE initial payload (no extra round trip);
+            # the extension handshake follows once encryption is set up: libtorrent hangs up
+            # on an initial payload longer than the 68-byte handshake.
             peer.mse = MseInitiator(
-                self.info_hash, provide=methods, initial_payload=hello, randbytes=self._randbytes
+                self.info_hash,
+                provide=methods,
+                initial_payload=hello[:HANDSHAKE_LEN],
+                randbytes=self._randbytes,
             )
+            peer.pending_hello = hello[HANDSHAKE_LEN:]
             self._actions.append(Send(addr, peer.mse.data_to_send()))
         else:
             self._actions.append(Send(addr, hello))
@@ -264,7 +273,12 @@ class Resolution:
             if not self._redial(peer, now):
                 self._finish(peer, f"encryption handshake failed: {event.reason}", now, close=False)
         elif isinstance(event, HandshakeComplete):
-            peer.conn.receive_data(event.initial_payload + event.leftover)
+            if peer.pending_hello:
+                self._send(peer, peer.pending_hello)
+                peer.pending_hello = b""
+            rest = event.initial_payload + event.leftover
+            if rest:  # (b"" would mean end of stream to the peer wire)
+                peer.conn.receive_data(rest)
             self._process(peer, now)
 
     def connection_lost(self, addr: Addr, reason: str | None, now: float) -> None:

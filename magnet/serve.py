@@ -2,7 +2,9 @@
 
 ``MetadataService`` is the sans-IO part: given the torrents it serves, it answers one peer
 connection's events (accept or refuse the handshake, send pieces or rejects, cap how much a
-peer may ask). ``serve`` runs it on asyncio: a TCP server, and a DHT node that announces
+peer may ask). ``ServeSession`` wraps one connection: it tells a plaintext handshake from an
+encrypted one (MSE/PE) by the first bytes, and runs the encryption when asked for.
+``serve_torrents`` runs them on asyncio: a TCP server, and a DHT node that announces
 every info-hash (v1, and the truncated v2 hash of hybrid or v2 torrents) and re-announces
 periodically so the swarm stays findable. Metadata only: no piece data is served.
 """
@@ -13,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,8 +33,13 @@ from magnet.torrentfile import TorrentMeta
 
 if TYPE_CHECKING:
     from dht.node import Node
+    from magnet.mse import MseResponder
 
-__all__ = ["MetadataService", "Served", "serve_torrents"]
+__all__ = ["SERVE_ENCRYPTION", "MetadataService", "Served", "ServeSession", "serve_torrents"]
+
+# Incoming connections: "prefer" takes both (encryption when the peer starts with it),
+# "require" refuses plaintext handshakes (RC4 only), "off" refuses encrypted ones.
+SERVE_ENCRYPTION = ("prefer", "require", "off")
 
 log = logging.getLogger("magnet.serve")
 
@@ -110,11 +117,71 @@ class MetadataService:
                 return out, "closed"
 
 
+class ServeSession:
+    """One incoming connection, sans IO: plaintext or MSE/PE, then the metadata service."""
+
+    def __init__(
+        self, service: MetadataService, encryption: str, randbytes: Callable[[int], bytes]
+    ) -> None:
+        self.service = service
+        self.encryption = encryption
+        self.randbytes = randbytes
+        self.conn = service.new_connection()
+        self.state: dict[str, int] = {}
+        self._head = b""  # first bytes, until we know which kind of handshake this is
+        self._mse: MseResponder | None = None
+        self._kind: str | None = None
+
+    def receive(self, data: bytes) -> tuple[bytes, str | None]:
+        """Bytes from the peer -> (bytes to send, reason to close or None)."""
+        if self._kind is None:
+            from magnet.mse import sniff_handshake
+
+            self._head += data
+            kind = sniff_handshake(self._head)
+            if kind is None:
+                return b"", None
+            if kind == "plaintext" and self.encryption == "require":
+                return b"", "plaintext handshake refused (encryption required)"
+            if kind == "encrypted" and self.encryption == "off":
+                return b"", "encrypted handshake refused (encryption off)"
+            self._kind = kind
+            data, self._head = self._head, b""
+            if kind == "encrypted":
+                from magnet.mse import CryptoMethod, MseResponder
+
+                allow = CryptoMethod.RC4
+                if self.encryption != "require":
+                    allow |= CryptoMethod.PLAINTEXT
+                self._mse = MseResponder(
+                    list(self.service.by_key), allow=allow, randbytes=self.randbytes
+                )
+        mse = self._mse
+        if mse is None:
+            return self.service.handle(self.conn, data, self.state)
+        if not mse.complete:
+            from magnet.mse import HandshakeComplete, MseFailed
+
+            mse.receive_data(data)
+            out = mse.data_to_send()
+            event = mse.next_event()
+            if isinstance(event, MseFailed):
+                return out, f"encryption handshake failed: {event.reason}"
+            if not isinstance(event, HandshakeComplete):
+                return out, None
+            rest = event.initial_payload + event.leftover
+            if not rest:  # (b"" would mean end of stream to the peer wire)
+                return out, None
+            reply, why = self.service.handle(self.conn, rest, self.state)
+            return out + mse.encrypt(reply), why
+        reply, why = self.service.handle(self.conn, mse.decrypt(data), self.state)
+        return mse.encrypt(reply), why
+
+
 class _ServeProtocol(asyncio.Protocol):
     def __init__(self, server: _Server) -> None:
         self.server = server
-        self.conn = server.service.new_connection()
-        self.state: dict[str, int] = {}
+        self.session = ServeSession(server.service, server.encryption, os.urandom)
         self.transport: asyncio.Transport | None = None
         self.idle: asyncio.TimerHandle | None = None
 
@@ -137,7 +204,7 @@ class _ServeProtocol(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        out, why = self.server.service.handle(self.conn, data, self.state)
+        out, why = self.session.receive(data)
         if self.transport is None:
             return
         if out:
@@ -154,8 +221,9 @@ class _ServeProtocol(asyncio.Protocol):
 
 
 class _Server:
-    def __init__(self, service: MetadataService) -> None:
+    def __init__(self, service: MetadataService, encryption: str) -> None:
         self.service = service
+        self.encryption = encryption
         self.connections: set[_ServeProtocol] = set()
 
 
@@ -168,17 +236,34 @@ async def serve_torrents(
     stop: asyncio.Event | None = None,
     ready: asyncio.Future[int] | None = None,
     reannounce_s: float = REANNOUNCE_S,
+    encryption: str = "prefer",
+    trackers: Sequence[str] = (),
+    use_trackers: bool = True,
 ) -> None:
     """Serve ``torrents``' metadata on TCP ``host:port`` and announce them through ``node``
-    until ``stop`` is set. ``ready`` gets the TCP port once listening."""
+    (and to each torrent's trackers plus ``trackers``) until ``stop`` is set. ``ready`` gets
+    the TCP port once listening."""
     stop = stop or asyncio.Event()
     service = MetadataService(torrents, b"-MR0010-" + os.urandom(12))
-    state = _Server(service)
+    if encryption not in SERVE_ENCRYPTION:
+        raise ValueError(f"encryption must be one of {', '.join(SERVE_ENCRYPTION)}")
+    state = _Server(service, encryption)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _ServeProtocol(state), host, port)
     tcp_port = int(server.sockets[0].getsockname()[1])
     if ready is not None and not ready.done():
         ready.set_result(tcp_port)
+    tracker_jobs = []
+    if use_trackers:
+        for item in service.served:
+            for url in dict.fromkeys([*item.meta.trackers, *trackers]):
+                tracker_jobs.append(
+                    asyncio.create_task(
+                        _announce_to_tracker(
+                            url, item, service.peer_id, tcp_port, stop, reannounce_s
+                        )
+                    )
+                )
     try:
         retry_s = 2.0
         while not stop.is_set():
@@ -200,9 +285,41 @@ async def serve_torrents(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
     finally:
+        for job in tracker_jobs:
+            job.cancel()
+        for job in tracker_jobs:
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
         server.close()
         for proto in list(state.connections):
             if proto.transport is not None:
                 proto.transport.abort()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), 2.0)
+
+
+async def _announce_to_tracker(
+    url: str, item: Served, peer_id: bytes, port: int, stop: asyncio.Event, max_interval: float
+) -> None:
+    """Announce one torrent to one tracker as a seed, again at the interval it asks for."""
+    from magnet.trackers import AnnounceEvent, TrackerError, announce
+
+    retry_s = 10.0
+    event = AnnounceEvent.STARTED
+    while not stop.is_set():
+        wait = retry_s
+        for key in item.keys:
+            try:
+                result = await announce(
+                    url, key, peer_id=peer_id, port=port, timeout=30.0, event=event, left=0
+                )
+            except TrackerError as exc:
+                log.warning("tracker %s: %s", url, exc.reason)
+                retry_s = min(retry_s * 2, max_interval)
+                continue
+            log.info("announced %s to %s", key.hex(), url)
+            event = AnnounceEvent.NONE
+            retry_s = 10.0
+            wait = min(max(float(result.interval or 0), 60.0), max_interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait)

@@ -1,0 +1,189 @@
+"""Reaching every peer: trackers alongside the DHT, and encrypted peers (issue 7).
+
+Real peers only: Debian's opentracker on loopback, libtorrent seeds and clients. Tests that
+need opentracker skip with a message when it is not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from magnet.torrentfile import info_span, parse_torrent
+
+if TYPE_CHECKING:
+    from tests.interop.ltswarm import LtNode, LtSwarm, TorrentSpec
+
+pytestmark = pytest.mark.interop
+NOWHERE = "127.0.0.1:9"  # a "DHT" that does not answer
+
+
+def resolve(magnet: str, out: Path, *extra: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "magnet",
+            "resolve",
+            magnet,
+            "-o",
+            str(out),
+            "--json",
+            "--timeout",
+            "30",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    record: dict[str, Any] = json.loads(proc.stdout)
+    data = out.read_bytes()
+    record["info"] = data[info_span(data)]
+    return record
+
+
+@pytest.fixture
+def seeder_off_dht(lt_workdir: Path) -> Iterator[LtNode]:
+    """A libtorrent seed with no DHT at all: trackers are the only way to it."""
+    from tests.interop.ltswarm import LtNode
+
+    with LtNode("127.0.4.2", workdir=lt_workdir, enable_dht=False) as node:
+        yield node
+
+
+@pytest.mark.parametrize("scheme", ["udp", "http"])
+def test_tracker_only_resolve_is_byte_exact(
+    scheme: str,
+    seeder_off_dht: LtNode,
+    make_lt_torrent: Callable[..., TorrentSpec],
+    tmp_path: Path,
+) -> None:
+    from tests.interop.opentracker import OpenTracker, find_opentracker
+
+    if find_opentracker() is None:
+        pytest.skip("opentracker not installed (apt-get install -y opentracker)")
+    spec = make_lt_torrent("multi")
+    with OpenTracker([spec.info_hash]) as tracker:
+        url = tracker.udp_url if scheme == "udp" else tracker.http_url
+        handle = seeder_off_dht.seed(spec)
+        handle.add_tracker({"url": url})
+        handle.force_reannounce()
+        magnet = f"magnet:?xt=urn:btih:{spec.info_hash.hex()}&tr={url}"
+        record: dict[str, Any] = {}
+        for _ in range(30):  # until the seed's announce has reached the tracker
+            try:
+                record = resolve(magnet, tmp_path / "t.torrent", "-b", NOWHERE, "--timeout", "3")
+                break
+            except AssertionError:
+                seeder_off_dht.pump(0.2)
+        assert record, "never resolved through the tracker"
+        assert record["info"] == spec.info
+        assert record["source"] == f"tracker {url}"
+        assert record["peer"] == f"{seeder_off_dht.ip}:{seeder_off_dht.port}"
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """A UDP tracker address that swallows every packet (never answers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"udp://127.0.0.1:{sock.getsockname()[1]}/announce"
+
+
+def test_dead_trackers_do_not_hold_up_a_dht_resolve(
+    lt_swarm: LtSwarm, make_lt_torrent: Callable[..., TorrentSpec], tmp_path: Path, black_hole: str
+) -> None:
+    spec = make_lt_torrent("single")
+    lt_swarm.seed(spec, node=5)
+    dead = "udp://127.0.0.1:1/announce"
+    magnet = f"magnet:?xt=urn:btih:{spec.info_hash.hex()}&tr={dead}&tr={black_hole}"
+    boot = lt_swarm.bootstrap_addrs()[0]
+    record = resolve(magnet, tmp_path / "d.torrent", "-b", f"{boot[0]}:{boot[1]}")
+    assert record["info"] == spec.info and record["source"] == "dht"
+    # The silent tracker had not answered when the metadata arrived: nothing waited for it.
+    assert record["sources"][black_hole] == "pending"
+    assert record["sources"][dead] in ("pending",) or "refused" in record["sources"][dead]
+
+
+def test_encryption_only_libtorrent_seed(
+    lt_swarm: LtSwarm, make_lt_torrent: Callable[..., TorrentSpec], tmp_path: Path
+) -> None:
+    import libtorrent as lt
+
+    forced = int(lt.enc_policy.forced)
+    seed = lt_swarm.add_node(
+        in_enc_policy=forced, out_enc_policy=forced, allowed_enc_level=int(lt.enc_level.rc4)
+    )
+    spec = make_lt_torrent("multi")
+    lt_swarm.seed(spec, node=seed)
+    boot = lt_swarm.bootstrap_addrs()[0]
+    for policy in ("auto", "require", "prefer"):
+        record = resolve(
+            spec.magnet,
+            tmp_path / f"{policy}.torrent",
+            "-b",
+            f"{boot[0]}:{boot[1]}",
+            "--encryption",
+            policy,
+        )
+        assert record["info"] == spec.info
+        assert record["peer"] == f"{seed.ip}:{seed.port}"
+
+
+def test_libtorrent_forcing_encryption_resolves_from_magnetar_serve(
+    make_lt_torrent: Callable[..., TorrentSpec],
+) -> None:
+    import libtorrent as lt
+
+    from dht.node import Node
+    from dht.testnet import Testnet
+    from magnet.serve import serve_torrents
+    from tests.interop.ltswarm import LtNode
+
+    spec = make_lt_torrent("single")
+    meta = parse_torrent(spec.torrent)
+    forced = int(lt.enc_policy.forced)
+
+    async def main() -> bytes:
+        async with (
+            Testnet(8) as net,
+            Node("127.0.0.1", 0, bootstrap_routers=net.bootstrap_addrs(2)) as node,
+        ):
+            await node.bootstrap()
+            stop = asyncio.Event()
+            ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            server = asyncio.create_task(
+                serve_torrents([meta], node=node, host="127.0.0.1", stop=stop, ready=ready)
+            )
+            await ready
+            while not any(spec.info_hash in n.core.storage for n in net.nodes):
+                await asyncio.sleep(0.02)
+            dht_nodes = [n.addr for n in net.nodes[:4]]
+
+            def lt_resolve() -> bytes:
+                with LtNode(
+                    "127.0.4.9",
+                    dht_nodes=dht_nodes,
+                    out_enc_policy=forced,
+                    in_enc_policy=forced,
+                    allowed_enc_level=int(lt.enc_level.rc4),
+                ) as client:
+                    return client.resolve_magnet(spec.magnet, timeout=30.0).info
+
+            try:
+                return await asyncio.to_thread(lt_resolve)
+            finally:
+                stop.set()
+                await server
+
+    assert asyncio.run(asyncio.wait_for(main(), 90)) == spec.info
