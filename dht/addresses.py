@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import socket
+from collections.abc import Iterable
 
 from dht.wire import Addr
 
@@ -213,6 +214,24 @@ class AddressPolicy:
         if kind is AddressClass.PRIVATE:
             return cls(allow_private=True)
         return cls()
+
+    @classmethod
+    def for_network(cls, host: str, routers: Iterable[Addr]) -> AddressPolicy:
+        """``for_bind(host)``, widened to the kinds of address the bootstrap routers have:
+        a client bound to the wildcard that joins a loopback testnet or a LAN DHT is
+        crawling such a network on purpose. Router names (not addresses) widen nothing."""
+        base = cls.for_bind(host)
+        allow_private, allow_loopback = base.allow_private, base.allow_loopback
+        for router_host, _ in routers:
+            try:
+                kind = classify(router_host)
+            except ValueError:
+                continue
+            if kind is AddressClass.LOOPBACK:
+                allow_private = allow_loopback = True
+            elif kind is AddressClass.PRIVATE:
+                allow_private = True
+        return cls(allow_private=allow_private, allow_loopback=allow_loopback)
 
     def acceptable(self, addr: Addr) -> bool:
         """True if a datagram may be sent to ``addr``; never raises."""

@@ -238,6 +238,13 @@ class Node:
         loop = asyncio.get_running_loop()
         self._loop = loop
         node_id = self._node_id
+        if self._config.address_policy is None:
+            from dataclasses import replace
+
+            from dht.addresses import AddressPolicy
+
+            policy = AddressPolicy.for_network(self.host, self.routers)
+            self._config = replace(self._config, address_policy=policy)
         if self.host == "::":
             binds = [(6, "::"), (4, "0.0.0.0")]  # dual stack: same port, both families
         else:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dht.addresses import AddressPolicy
 from dht.events import (
     BootstrapStalled,
     DhtEvent,
@@ -35,6 +36,7 @@ from dht.events import (
 from dht.external_ip import ExternalIpVoter
 from dht.ids import bep42_exempt, bep42_id, bep42_valid, id_to_int, random_id, random_id_in_bucket
 from dht.pool import NodePool
+from dht.ratelimit import SourceRateLimiter, TokenBucket
 from dht.routing import RoutingTable
 from dht.storage import PeerStore
 from dht.tokens import TokenIssuer
@@ -77,6 +79,7 @@ class DhtConfig:
     pings_per_tick: int = 8  # liveness and candidate pings per maintenance tick
     max_peer_hashes: int = 20_000
     max_peers_per_hash: int = 500
+    max_total_peers: int = 200_000  # peers stored over all info-hashes
     peer_ttl_s: float = 45 * 60.0
     max_values: int = 50  # peers per get_peers answer: keeps answers well under 1024 bytes
     sample_count: int = 20  # BEP 51 samples per answer (libtorrent's cap)
@@ -86,6 +89,14 @@ class DhtConfig:
     secure_id: bool = False  # BEP 42: take a conforming node id once our external IP is known
     enforce_node_id: bool = False  # BEP 42: keep nodes with non-conforming ids out of the table
     bep42_exempt_local: bool = True  # local addresses are exempt from BEP 42 (tests turn it off)
+    # Who we send to (nodes learned from others): None accepts every address (simulator);
+    # dht.Node derives it from the bound address and the bootstrap routers.
+    address_policy: AddressPolicy | None = None
+    rate_per_ip: float = 0.0  # queries/s one source IP may send us (0: no limit)
+    rate_burst: float = 100.0
+    max_sources: int = 100_000  # source IPs tracked by the limiter
+    max_query_rate: float = 0.0  # queries/s we answer in all (0: no limit)
+    max_out_rate: float = 0.0  # queries/s we send in all (0: no limit)
     bootstrap_mode: bool = False  # a router: answer find_node from a big pool, store no peers
     pool_size: int = 100_000  # verified nodes a router keeps
     pool_verifying: int = 256  # verification pings a router keeps in flight at most
@@ -182,7 +193,10 @@ class DhtProtocol:
         self.routing = RoutingTable(self.node_id, now=now, k=cfg.k)
         self.tokens = TokenIssuer(rng, now)
         self.storage = PeerStore(
-            max_hashes=cfg.max_peer_hashes, max_peers=cfg.max_peers_per_hash, ttl_s=cfg.peer_ttl_s
+            max_hashes=cfg.max_peer_hashes,
+            max_peers=cfg.max_peers_per_hash,
+            ttl_s=cfg.peer_ttl_s,
+            max_total=cfg.max_total_peers,
         )
         self.stats = Stats()
         self._tx = Transactions(cfg.max_pending, rng.getrandbits(16))
@@ -203,6 +217,24 @@ class DhtProtocol:
         self._last_expire = now
         self.external_ip = ExternalIpVoter()
         self.pool = NodePool(cfg.pool_size) if cfg.bootstrap_mode else None
+        self.policy = cfg.address_policy
+        self._limiter = (
+            SourceRateLimiter(cfg.rate_per_ip, max(1.0, cfg.rate_burst), cfg.max_sources)
+            if cfg.rate_per_ip > 0
+            else None
+        )
+        self._in_bucket = (
+            TokenBucket(cfg.max_query_rate, max(1.0, cfg.max_query_rate), now=now)
+            if cfg.max_query_rate > 0
+            else None
+        )
+        self._out_bucket = (
+            TokenBucket(cfg.max_out_rate, max(1.0, cfg.max_out_rate / 4), now=now)
+            if cfg.max_out_rate > 0
+            else None
+        )
+        self._limited = self._limiter is not None or self._in_bucket is not None
+        self._throttled_until: float | None = None  # out of sending budget until then
         self._verifying: set[bytes] = set()
 
     # --- the sans-IO surface ------------------------------------------------------------------
@@ -223,9 +255,14 @@ class DhtProtocol:
     def get_timer(self) -> float | None:
         deadline = self._tx.next_deadline()
         m = self._next_maintenance
-        return m if deadline is None or m < deadline else deadline
+        if deadline is None or m < deadline:
+            deadline = m
+        throttled = self._throttled_until
+        return throttled if throttled is not None and throttled < deadline else deadline
 
     def handle_timer(self, now: float) -> None:
+        if self._throttled_until is not None and now >= self._throttled_until:
+            self._throttled_until = None
         soft, hard = self._tx.expire(now)
         for p in soft:
             owner = p.owner
@@ -249,6 +286,11 @@ class DhtProtocol:
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         stats = self.stats
         stats.received += 1
+        # Limits apply to queries only (every canonical query ends with its "y": "q"), so
+        # answers to our own lookups are never dropped; checked before decoding, as cheap as
+        # dropping gets. Queries from this host (testnets, local tools) are not limited.
+        if self._limited and data.endswith(b"1:y1:qe") and not self._admit(addr[0], now):
+            return
         try:
             msg = decode(data)
         except KrpcDecodeError as exc:
@@ -376,6 +418,22 @@ class DhtProtocol:
     def pending_queries(self) -> int:
         return len(self._tx)
 
+    def _admit(self, ip: str, now: float) -> bool:
+        if ip.startswith("127.") or ip == "::1":
+            return True
+        if self._limiter is not None and not self._limiter.allow(ip, now):
+            self.stats.drop("rate limited")
+            return False
+        if self._in_bucket is not None and not self._in_bucket.take(now):
+            self.stats.drop("over the global query rate")
+            return False
+        return True
+
+    def acceptable(self, addr: Addr) -> bool:
+        """May we send to ``addr``, a node someone told us about? (address hygiene)"""
+        policy = self.policy
+        return policy is None or policy.acceptable(addr)
+
     # --- answering queries (the hot path) -----------------------------------------------------
 
     def _on_query(self, q: Query, addr: Addr, now: float) -> None:
@@ -450,6 +508,8 @@ class DhtProtocol:
         self._out.append((encode_response(q.t, r, ip=ip, version=cfg.version), addr))
         if q.read_only or (cfg.enforce_node_id and not self._id_conforms(q.id, addr[0])):
             return
+        if self.policy is not None and not self.policy.acceptable(addr):
+            return  # we answer it, but will not send to it on our own
         if self.routing.node_queried(q.id, addr, now):
             # BEP 5: a node that only queries us is not good; it may join once it answers a ping.
             self._ping_candidate(q.id, addr, now)
@@ -533,7 +593,7 @@ class DhtProtocol:
         self.stats.responses_in += 1
         rtt = now - p.sent_at
         self._pinging.discard(p.node_id or b"")
-        if msg.ip is not None:
+        if msg.ip is not None and self.acceptable(msg.ip):
             self._external_vote(addr[0], msg.ip[0], now)
         trusted = not self.config.enforce_node_id or self._id_conforms(msg.id, addr[0])
         if trusted:
@@ -548,7 +608,7 @@ class DhtProtocol:
             # BEP 42: its nodes may still help, but its answer neither counts toward the end
             # of the lookup nor gives a token we would announce with.
             state, cand = owner
-            state.lookup.on_reply(cand, msg.id, msg.nodes if self.family == 4 else msg.nodes6)
+            state.lookup.on_reply(cand, msg.id, self._usable_nodes(msg))
             state.lookup.on_failure(cand, final=True)
             self._advance(state, now)
         elif type(owner) is tuple:
@@ -556,7 +616,7 @@ class DhtProtocol:
             # Nodes a reply mentions may fill buckets with room: they wait in the
             # replacement cache until a ping confirms them (BEP 5).
             heard_about = self.routing.heard_about
-            nodes = msg.nodes if self.family == 4 else msg.nodes6
+            nodes = self._usable_nodes(msg)
             for n in nodes:
                 if heard_about(n.id, n.addr, now):
                     self._ping_candidate(n.id, n.addr, now)
@@ -570,6 +630,14 @@ class DhtProtocol:
             owner.announced += 1
             self._announce_progress(owner, now)
         self._pump_waiting(now)
+
+    def _usable_nodes(self, msg: Response) -> tuple[NodeContact, ...]:
+        """The nodes a reply tells us about, of our family, minus those we must not contact."""
+        nodes = msg.nodes if self.family == 4 else msg.nodes6
+        policy = self.policy
+        if policy is None or not nodes:
+            return nodes
+        return tuple(n for n in nodes if policy.acceptable(n.addr))
 
     def _on_error(self, msg: KrpcError, addr: Addr, now: float) -> None:
         self.stats.errors_in += 1
@@ -644,7 +712,7 @@ class DhtProtocol:
             self._finish_lookup(state, now)
 
     def _pump_waiting(self, now: float) -> None:
-        while self._waiting and not self._tx.full:
+        while self._waiting and not self._tx.full and self._throttled_until is None:
             state = self._waiting.popleft()
             self._advance(state, now)
 
@@ -711,6 +779,12 @@ class DhtProtocol:
         node_id: bytes | None,
     ) -> Pending | None:
         cfg = self.config
+        bucket = self._out_bucket
+        if bucket is not None and not bucket.take(now):
+            self.stats.drop("over the outgoing query rate")
+            self._throttled_until = bucket.next_available(now)
+            self.timer_version += 1
+            return None
         p = self._tx.open(
             addr,
             method,

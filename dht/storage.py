@@ -1,8 +1,9 @@
 """The peer store: which peers announced which info-hash (BEP 5 announce_peer / get_peers).
 
-Bounded in both directions so that a flood of announces cannot grow memory without limit: at
-most ``max_hashes`` info-hashes (least recently announced evicted first) and ``max_peers`` peers
-per info-hash (oldest announce evicted first). A peer is keyed by its IP (BEP 33: one entry per
+Bounded in every direction so that a flood of announces cannot grow memory without limit: at
+most ``max_hashes`` info-hashes (least recently announced evicted first), ``max_peers`` peers
+per info-hash (oldest announce evicted first) and ``max_total`` peers in all (whole swarms,
+least recently announced first, make room). A peer is keyed by its IP (BEP 33: one entry per
 IP and info-hash; a new announce from the same IP updates port and lifetime). Entries expire
 ``ttl_s`` after their last announce. Peers are kept in compact form, ready for ``values``.
 """
@@ -21,10 +22,16 @@ PEER_TTL_S = 45 * 60.0  # libtorrent keeps announces for 45 minutes; BEP 5 leave
 
 class PeerStore:
     def __init__(
-        self, *, max_hashes: int = 20_000, max_peers: int = 500, ttl_s: float = PEER_TTL_S
+        self,
+        *,
+        max_hashes: int = 20_000,
+        max_peers: int = 500,
+        ttl_s: float = PEER_TTL_S,
+        max_total: int = 200_000,
     ) -> None:
         self.max_hashes = max_hashes
         self.max_peers = max_peers
+        self.max_total = max_total
         self.ttl_s = ttl_s
         # info_hash -> (ip -> (compact peer, expiry)); both ordered oldest first.
         self._swarms: OrderedDict[bytes, OrderedDict[str, tuple[bytes, float]]] = OrderedDict()
@@ -55,6 +62,11 @@ class PeerStore:
             self.peer_count -= 1
         swarm[ip] = (compact, now + self.ttl_s)
         self.peer_count += 1
+        while self.peer_count > self.max_total and len(self._swarms) > 1:
+            oldest = next(iter(self._swarms))
+            if oldest == info_hash:
+                break
+            self.peer_count -= len(self._swarms.pop(oldest))
 
     def values(self, info_hash: bytes, now: float, limit: int, rng: random.Random) -> list[bytes]:
         """Up to ``limit`` live peers in compact form, a random pick when there are more."""
