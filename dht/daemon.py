@@ -1,25 +1,32 @@
-"""Running a DHT node as a long-lived service: start, join, report, stop on a signal.
+"""Running a DHT node as a long-lived service: start, join, report, persist, stop on a signal.
 
-``serve_node`` is what ``magnetar node`` runs. It binds the node, joins the DHT in the
-background (the core retries with back-off if no router answers), logs a one-line status
-every ``status_interval`` seconds, and returns cleanly on SIGINT/SIGTERM or when ``stop``
-is set.
+``serve_node`` is what ``magnetar node`` runs. It restores the node's identity and table from
+``--state`` (a corrupt file is reported in one line and set aside; the node starts fresh),
+binds, joins the DHT in the background (saved nodes first, then the routers; the core
+retries with back-off if nobody answers), logs a status line and optionally prints a JSON
+stats line every interval, serves Prometheus metrics if asked, saves its state periodically
+and on the way out, and returns within a second or two of SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from dht.bootstrap import format_hostport
 from dht.node import Node
 from dht.protocol import DhtConfig
 from dht.wire import Addr
 
-__all__ = ["format_status", "serve_node"]
+__all__ = ["NodeService", "format_status", "serve_node"]
 
 log = logging.getLogger("dht.node")
 
@@ -37,9 +44,10 @@ def format_status(status: dict[str, object]) -> str:
             return ""
         return " (" + ", ".join(f"{k} {v}" for k, v in sorted(value.items())) + ")"
 
+    pool = f"; pool {status['pool']} nodes" if status.get("pool") is not None else ""
     return (
         f"table {status['nodes']} nodes ({status['good']} good, {status['questionable']} "
-        f"questionable) in {status['buckets']} buckets; "
+        f"questionable) in {status['buckets']} buckets{pool}; "
         f"in {total('queries_in')} queries{breakdown('queries_in')}; "
         f"out {total('queries_out')} queries, {status['responses_in']} answers, "
         f"{status['timeouts']} timeouts; {status['info_hashes']} info-hashes, "
@@ -49,41 +57,136 @@ def format_status(status: dict[str, object]) -> str:
     )
 
 
-async def serve_node(
-    host: str,
-    port: int,
-    routers: Sequence[Addr] | None,
-    *,
-    config: DhtConfig | None = None,
-    status_interval: float = 60.0,
-    stop: asyncio.Event | None = None,
-) -> None:
+@dataclass(slots=True)
+class NodeService:
+    """What ``magnetar node`` runs, as options."""
+
+    host: str = "0.0.0.0"
+    port: int = 6881
+    routers: Sequence[Addr] | None = None  # None: the public routers
+    config: DhtConfig | None = None
+    status_interval: float = 60.0  # seconds between status log lines
+    stats_interval: float | None = None  # seconds between JSON stats lines on stdout
+    state_path: str | None = None
+    state_interval: float = 60.0  # seconds between state saves
+    metrics: Addr | None = None  # Prometheus endpoint
+    emit: Callable[[str], None] | None = None  # where JSON stats lines go (default stdout)
+
+
+def stats_record(node: Node) -> dict[str, Any]:
+    from dht.resources import rss_bytes
+
+    record: dict[str, Any] = {"time": round(time.time(), 3)}
+    record.update(node.status())
+    record["rss"] = rss_bytes()
+    return record
+
+
+def save_node_state(node: Node, path: str) -> None:
+    from dht.state import NodeState, save_state
+
+    voter = node.core.external_ip
+    state = NodeState.from_contacts(
+        node.node_id,
+        node.contacts(),
+        external_ip=voter.external_ip,
+        ip_votes=voter.tally(),
+        saved_at=time.time(),
+    )
+    save_state(path, state)
+
+
+async def serve_node(service: NodeService, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    node = Node(host, port, bootstrap_routers=routers, config=config)
+    saved = None
+    if service.state_path:
+        from dht.state import load_state_or_fresh
+
+        saved, problem = load_state_or_fresh(service.state_path)
+        if problem is not None:
+            log.warning(
+                "state file %s is unusable (%s); starting fresh", service.state_path, problem
+            )
+        elif saved is not None:
+            log.info(
+                "restored node %s and %d nodes from %s",
+                saved.node_id.hex(),
+                len(saved.nodes) + len(saved.nodes6),
+                service.state_path,
+            )
+    node = Node(
+        service.host,
+        service.port,
+        node_id=saved.node_id if saved else None,
+        bootstrap_routers=service.routers,
+        config=service.config,
+    )
     await node.start()
-    log.info("node %s listening on %s", node.node_id.hex(), format_hostport(node.addr))
+    if saved is not None:
+        node.restore([*saved.nodes, *saved.nodes6], saved.external_ip)
+    log.info(
+        "node %s listening on %s", node.node_id.hex(), ", ".join(map(format_hostport, node.addrs))
+    )
+    metrics = None
+    if service.metrics is not None:
+        from dht.metrics import snapshot_on_loop, start_metrics_server
+
+        metrics = start_metrics_server(
+            service.metrics[0], service.metrics[1], snapshot_on_loop(loop, node.status)
+        )
+        log.info("metrics on http://%s/metrics", format_hostport((metrics.host, metrics.port)))
+    emit = service.emit or _print_line
 
     async def join() -> None:
         size = await node.bootstrap()
         log.info("joined the DHT: %d nodes in the routing table", size)
 
+    def save() -> None:
+        if service.state_path:
+            try:
+                save_node_state(node, service.state_path)
+            except OSError as exc:
+                log.warning("cannot save state to %s: %s", service.state_path, exc)
+
     joining = asyncio.create_task(join())
+    now = loop.time()
+    due = {"status": now + service.status_interval, "state": now + service.state_interval}
+    if service.stats_interval:
+        due["stats"] = now + service.stats_interval
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), status_interval)
-            if not stop.is_set():
+                await asyncio.wait_for(stop.wait(), max(0.0, min(due.values()) - loop.time()))
+            if stop.is_set():
+                break
+            now = loop.time()
+            if now >= due["status"]:
+                due["status"] = now + service.status_interval
                 log.info("%s", format_status(node.status()))
+            if "stats" in due and now >= due["stats"] and service.stats_interval:
+                due["stats"] = now + service.stats_interval
+                emit(json.dumps(stats_record(node)))
+            if now >= due["state"]:
+                due["state"] = now + service.state_interval
+                save()
     finally:
         joining.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await joining
+        save()
         node.close()
+        if metrics is not None:
+            metrics.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
         log.info("node stopped")
+
+
+def _print_line(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()

@@ -19,24 +19,41 @@ class ExternalIpVoter:
         self.min_votes = min_votes
         self.max_voters = max_voters
         self._votes: OrderedDict[str, str] = OrderedDict()  # voter ip -> ip it saw us at
+        self._counts: Counter[str] = Counter()  # ip -> votes for it (kept with _votes)
         self.external_ip: str | None = None
 
     def vote(self, voter_ip: str, seen_ip: str) -> str | None:
         """Record one vote. Returns the new external IP when the winner changes."""
-        if voter_ip in self._votes:
-            del self._votes[voter_ip]
-        self._votes[voter_ip] = seen_ip
-        if len(self._votes) > self.max_voters:
-            self._votes.popitem(last=False)
-        (winner, count), *_ = Counter(self._votes.values()).most_common(1)
-        if count >= self.min_votes and count * 2 > len(self._votes) and winner != self.external_ip:
-            self.external_ip = winner
-            return winner
+        votes = self._votes
+        counts = self._counts
+        previous = votes.pop(voter_ip, None)
+        if previous is not None:
+            counts[previous] -= 1
+        votes[voter_ip] = seen_ip
+        counts[seen_ip] += 1
+        if len(votes) > self.max_voters:
+            _, dropped = votes.popitem(last=False)
+            counts[dropped] -= 1
+            if not counts[dropped]:
+                del counts[dropped]
+        if previous is not None and not counts.get(previous, 1):
+            del counts[previous]
+        if seen_ip == self.external_ip:
+            return None
+        # Only the address just voted for can have become the winner.
+        count = counts[seen_ip]
+        if count >= self.min_votes and count * 2 > len(votes):
+            self.external_ip = seen_ip
+            return seen_ip
         return None
 
     def restore(self, ip: str | None) -> None:
         """Start from a previously learned address (from saved state)."""
         self.external_ip = ip
+
+    def tally(self) -> dict[str, int]:
+        """Votes per address, as they stand."""
+        return dict(self._counts)
 
     @property
     def voters(self) -> int:

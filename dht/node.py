@@ -477,6 +477,25 @@ class Node:
         await self._run_lookups(rids)
         return sum(len(c.routing) for c in self.cores)
 
+    def restore(self, contacts: Sequence[NodeContact], external_ip: str | None = None) -> int:
+        """Feed contacts of a saved state to the cores of their family (see
+        ``DhtProtocol.restore``); call before ``bootstrap``. Returns how many were kept."""
+        kept = 0
+        for family, endpoint in self._endpoints.items():
+            mine = [c for c in contacts if family_of(c.addr[0]) == family]
+            ip = (
+                external_ip
+                if external_ip is not None and family_of(external_ip) == family
+                else None
+            )
+            kept += endpoint.core.restore(mine, ip, self._now())
+        self._flush_all()
+        return kept
+
+    def contacts(self) -> list[NodeContact]:
+        """Every node in our routing tables (both families), for saving."""
+        return [c for core in self.cores for c in core.routing.contacts()]
+
     def add_node(self, addr: Addr) -> None:
         """Ping ``addr``; if it answers it joins the routing table."""
         endpoint = self._endpoint_for(addr)

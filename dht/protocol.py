@@ -211,6 +211,7 @@ class DhtProtocol:
         # skip get_timer() after datagrams that only got answered.
         self.timer_version = 0
         self._routers: list[Addr] = []
+        self._saved: list[NodeContact] = []  # contacts from a saved state, for bootstrap
         self._bootstrap_id: int | None = None
         self._bootstrap_attempt = 0
         self._bootstrap_retry_at: float | None = None
@@ -370,8 +371,29 @@ class DhtProtocol:
         self._bootstrap_attempt = 0
         self._bootstrap_retry_at = None
         rid = self.find_node(self.node_id, now, seeds=self._routers)
+        if self._saved:
+            # Nodes from a saved table go first: they are real nodes near us.
+            state = self._lookups[rid]
+            state.lookup.add_nodes(self._saved)
+            self._advance(state, now)
         self._bootstrap_id = rid
         return rid
+
+    def restore(self, contacts: Iterable[NodeContact], external_ip: str | None, now: float) -> int:
+        """Take back what a saved state knew: our external address, and the nodes of our
+        table, which become candidates (pinged, admitted when they answer) and the first
+        nodes the next bootstrap asks, so a restarted node rejoins without the routers.
+        Returns how many contacts were kept."""
+        if external_ip is not None:
+            self.external_ip.restore(external_ip)
+        kept = 0
+        for c in contacts:
+            if self.acceptable(c.addr) and c.id != self.node_id:
+                self.routing.heard_about(c.id, c.addr, now)
+                self._saved.append(c)
+                kept += 1
+        del self._saved[: max(0, len(self._saved) - 4 * self.config.k * 20)]
+        return kept
 
     def add_node(self, addr: Addr, now: float) -> None:
         """Ping a node we were told about; it joins the table if it answers."""

@@ -92,6 +92,7 @@ class RoutingTable:
         self.max_fails = max_fails
         self._buckets: list[Bucket] = [Bucket(now)]
         self._by_id: dict[bytes, NodeEntry] = {}
+        self._next_questionable = 0.0  # no node can be questionable before then
 
     # --- queries of the table -----------------------------------------------------------------
 
@@ -184,8 +185,26 @@ class RoutingTable:
         return [i for i, b in enumerate(self._buckets) if now - b.last_changed >= refresh_s]
 
     def questionable(self, now: float) -> list[NodeEntry]:
-        """Nodes in the table that are neither good nor bad, least recently heard first."""
-        out = [e for e in self._by_id.values() if e.fails < self.max_fails and not e.is_good(now)]
+        """Nodes in the table that are neither good nor bad, least recently heard first.
+
+        Called every maintenance tick, so the scan is skipped until the first node can have
+        turned questionable (15 minutes after the node heard from least recently).
+        """
+        if now < self._next_questionable:
+            return []
+        max_fails = self.max_fails
+        out: list[NodeEntry] = []
+        soonest = now + GOOD_FOR_S
+        for e in self._by_id.values():
+            if e.fails >= max_fails:
+                continue
+            if e.is_good(now):
+                # good until 15 minutes after it last answered, or queried us having answered
+                heard = max(e.last_reply, e.last_query) if e.confirmed else e.last_reply
+                soonest = min(soonest, heard + GOOD_FOR_S)
+            else:
+                out.append(e)
+        self._next_questionable = now if out else soonest
         out.sort(key=lambda e: max(e.last_reply, e.last_query, e.first_seen))
         return out
 
@@ -196,6 +215,8 @@ class RoutingTable:
         last = len(self._buckets) - 1
         for i in range(last, -1, -1):
             b = self._buckets[i]
+            if not b.replacements:
+                continue
             room = len(b.nodes) < self.k or any(e.fails >= self.max_fails for e in b.nodes)
             if room or i == last:
                 out.extend(reversed(b.replacements))
@@ -284,6 +305,7 @@ class RoutingTable:
                         return
             return
         entry.fails += 1
+        self._next_questionable = 0.0  # a node with a failure is questionable at once
         if entry.fails < self.max_fails:
             return
         bucket = self._buckets[self._index(entry.id_int)]
