@@ -62,32 +62,46 @@ class NodePool:
             del self._verified_at[key]
             del self._sorted[bisect_left(self._sorted, key)]
 
-    def _run(self, t: int, prefix_len: int) -> tuple[int, int]:
-        """Index range of the ids sharing the first ``prefix_len`` bits of ``t``."""
-        shift = ID_BITS - prefix_len
-        lo = (t >> shift) << shift
-        return bisect_left(self._sorted, lo), bisect_left(self._sorted, lo + (1 << shift))
-
     def closest_compact(self, target: bytes, n: int = 8) -> bytes:
-        """The compact node info of the ``n`` nodes closest to ``target``, closest first."""
+        """The compact node info of the ``n`` nodes closest to ``target``, closest first.
+
+        Walking outwards from the target's place in the sorted ids, the length of the prefix
+        each id shares with the target never grows, so taking, side by side, whichever
+        neighbour shares more gathers the longest-prefix run; the ids that tie with the
+        last one taken belong to it too. The n closest are in that run.
+        """
         ids = self._sorted
-        if not ids:
+        size = len(ids)
+        if not size:
             return b""
-        t = id_to_int(target)
-        # Longest prefix whose run still holds n nodes: runs shrink as the prefix grows.
-        lo_p, hi_p = 0, ID_BITS
-        while lo_p < hi_p:
-            mid = (lo_p + hi_p + 1) // 2
-            a, b = self._run(t, mid)
-            if b - a >= n:
-                lo_p = mid
+        t = int.from_bytes(target, "big")
+        right = bisect_left(ids, t)
+        left = right - 1
+        picked: list[int] = []
+        # shared prefix length is ID_BITS - (a ^ t).bit_length(): compare bit lengths instead
+        lb = (ids[left] ^ t).bit_length() if left >= 0 else ID_BITS + 1
+        rb = (ids[right] ^ t).bit_length() if right < size else ID_BITS + 1
+        while len(picked) < n and (left >= 0 or right < size):
+            if lb <= rb:
+                picked.append(ids[left])
+                last = lb
+                left -= 1
+                lb = (ids[left] ^ t).bit_length() if left >= 0 else ID_BITS + 1
             else:
-                hi_p = mid - 1
-        a, b = self._run(t, lo_p)
-        run = ids[a:b]
-        run.sort(key=lambda i: i ^ t)
+                picked.append(ids[right])
+                last = rb
+                right += 1
+                rb = (ids[right] ^ t).bit_length() if right < size else ID_BITS + 1
+        if len(picked) == n:
+            while left >= 0 and (ids[left] ^ t).bit_length() <= last:
+                picked.append(ids[left])
+                left -= 1
+            while right < size and (ids[right] ^ t).bit_length() <= last:
+                picked.append(ids[right])
+                right += 1
+        picked.sort(key=lambda i: i ^ t)
         compact = self._compact
-        return b"".join(compact[i] for i in run[:n])
+        return b"".join([compact[i] for i in picked[:n]])
 
     def closest(self, target: bytes, n: int = 8) -> list[NodeContact]:
         data = self.closest_compact(target, n)

@@ -60,6 +60,10 @@ TARGETS = ("trivial", "libtorrent", "ours")
 #: where targets live; the load generator's sources start at 127.100.0.1
 LT_FIRST_IP = "127.0.0.2"
 OURS_HOST = "127.0.1.2"
+DEFAULT_OURS_CMD = (
+    f"{sys.executable} -m magnet -q node --host {{host}} --port {{port}}"
+    " --bootstrap {bootstrap} --rate-limit 0 --max-out-rate 0"
+)
 TRIVIAL_HOST = "127.0.1.3"
 
 
@@ -176,7 +180,8 @@ def ours_target(
         cmd.format(
             host=OURS_HOST,
             port=port,
-            bootstrap=",".join(f"{h}:{p}" for h, p in bootstrap),
+            # Never empty: an empty list would send our node to the public routers.
+            bootstrap=",".join(f"{h}:{p}" for h, p in bootstrap) or "127.0.0.1:9",
         )
     )
     with tempfile.TemporaryFile() as errors:
@@ -231,7 +236,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=TARGETS,
         help="what to flood (repeatable; default: libtorrent and ours)",
     )
-    p.add_argument("--ours-cmd", help="command starting our node: {host} {port} {bootstrap}")
+    p.add_argument(
+        "--ours-cmd",
+        default=DEFAULT_OURS_CMD,
+        help="command starting our node: {host} {port} {bootstrap} (default: magnetar node"
+        " without rate limits; for a bootstrap router with a full pool use"
+        " 'python scripts/bench_pool.py serve {host} {port} --fill 100000')",
+    )
     p.add_argument("--ours-startup", type=float, default=10.0, help="seconds to answer a ping")
     p.add_argument("--repeat", type=int, default=1, help="rounds over the targets (median)")
     p.add_argument("--swarm", type=int, default=8, help="libtorrent nodes around the target")
