@@ -669,6 +669,64 @@ def serve(
 
 
 @app.command()
+def scrape(
+    tracker: Annotated[
+        str, typer.Argument(metavar="URL", help="udp://, http:// or https:// tracker.")
+    ],
+    info_hashes: Annotated[
+        list[str], typer.Argument(metavar="INFOHASH...", help="Info-hashes or magnet links.")
+    ],
+    timeout: Annotated[
+        float, typer.Option(help="Give up after this many seconds.", min=0.1)
+    ] = 15.0,
+    json_out: JsonOption = False,
+) -> None:
+    """Ask a tracker how many seeders and leechers it knows for each info-hash.
+
+    Example: magnetar scrape udp://tracker.example:6969/announce 0123...4567
+    """
+    import asyncio
+    import json
+
+    from magnet.trackers import TrackerError
+    from magnet.trackers import scrape as tracker_scrape
+    from magnet.uri import MagnetError, parse_info_hash_or_magnet
+
+    keys = []
+    for text in info_hashes:
+        try:
+            keys.append(parse_info_hash_or_magnet(text).dht_key)
+        except MagnetError as exc:
+            fail(f"bad info-hash {text!r}: {exc}")
+
+    async def main() -> None:
+        try:
+            stats = await asyncio.wait_for(
+                tracker_scrape(tracker, keys, timeout=timeout), timeout + 1
+            )
+        except TrackerError as exc:
+            fail(f"{tracker}: {exc.reason}", EXIT_NOT_FOUND)
+        except TimeoutError:
+            fail(f"{tracker}: no answer in {timeout:g} s", EXIT_NOT_FOUND)
+        for key in keys:
+            st = stats.get(key)
+            if json_out:
+                record = {"info_hash": key.hex(), "known": st is not None}
+                if st is not None:
+                    record.update(seeders=st.seeders, leechers=st.leechers, completed=st.completed)
+                typer.echo(json.dumps(record))
+            elif st is None:
+                typer.echo(f"{key.hex()} not known to the tracker")
+            else:
+                counts = f"seeders {st.seeders} leechers {st.leechers} completed {st.completed}"
+                typer.echo(f"{key.hex()} {counts}")
+
+    from dht.node import run
+
+    run(main())
+
+
+@app.command()
 def testnet(
     nodes: Annotated[
         int, typer.Option("--nodes", "-n", help="How many nodes.", min=1, max=5000)

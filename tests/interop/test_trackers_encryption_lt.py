@@ -187,3 +187,36 @@ def test_libtorrent_forcing_encryption_resolves_from_magnetar_serve(
                 await server
 
     assert asyncio.run(asyncio.wait_for(main(), 90)) == spec.info
+
+
+def test_scrape_command_against_opentracker() -> None:
+    import os
+
+    from magnet.trackers import announce
+    from tests.interop.opentracker import OpenTracker, find_opentracker
+
+    if find_opentracker() is None:
+        pytest.skip("opentracker not installed (apt-get install -y opentracker)")
+    known, unknown = os.urandom(20), os.urandom(20)
+    with OpenTracker([known]) as tracker:
+        asyncio.run(
+            announce(tracker.udp_url, known, peer_id=os.urandom(20), port=5000, timeout=5, left=0)
+        )
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "magnet",
+                "scrape",
+                tracker.udp_url,
+                known.hex(),
+                unknown.hex(),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 0, proc.stderr
+    records = {r["info_hash"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert records[known.hex()]["seeders"] == 1
