@@ -17,7 +17,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from dht.node import Node
 from dht.protocol import DhtConfig
 from dht.wire import Addr
 
-__all__ = ["NodeService", "format_status", "serve_node"]
+__all__ = ["NodeService", "format_status", "serve_node", "stop_on_signals"]
 
 log = logging.getLogger("dht.node")
 
@@ -96,12 +96,29 @@ def save_node_state(node: Node, path: str) -> None:
     save_state(path, state)
 
 
-async def serve_node(service: NodeService, stop: asyncio.Event | None = None) -> None:
-    stop = stop or asyncio.Event()
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[asyncio.Event]:
+    """Set ``stop`` on SIGINT/SIGTERM while inside (where the loop allows signal handlers)."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+async def serve_node(service: NodeService, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    with stop_on_signals(stop):
+        await _serve_node(service, stop)
+
+
+async def _serve_node(service: NodeService, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
     saved = None
     if service.state_path:
         from dht.state import load_state_or_fresh
@@ -181,9 +198,6 @@ async def serve_node(service: NodeService, stop: asyncio.Event | None = None) ->
         node.close()
         if metrics is not None:
             metrics.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
         log.info("node stopped")
 
 

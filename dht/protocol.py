@@ -493,15 +493,7 @@ class DhtProtocol:
             info_hash = q.target  # type: ignore[assignment]
             args = q.args
             if self.pool is not None or not self.tokens.check(args[b"token"], addr[0], now):
-                stats.errors_out += 1
-                self._out.append(
-                    (
-                        encode_error(
-                            q.t, ERROR_PROTOCOL, "invalid token", ip=ip, version=cfg.version
-                        ),
-                        addr,
-                    )
-                )
+                self._answer_error(q.t, ERROR_PROTOCOL, "invalid token", ip, addr)
                 return
             port = addr[1] if args.get(b"implied_port") else args[b"port"]
             self.storage.add(info_hash, (addr[0], port), now)
@@ -517,15 +509,7 @@ class DhtProtocol:
             }
             self._add_nodes(r, q)
         else:
-            stats.errors_out += 1
-            self._out.append(
-                (
-                    encode_error(
-                        q.t, ERROR_METHOD_UNKNOWN, "Method Unknown", ip=ip, version=cfg.version
-                    ),
-                    addr,
-                )
-            )
+            self._answer_error(q.t, ERROR_METHOD_UNKNOWN, "Method Unknown", ip, addr)
             return
         self._out.append((encode_response(q.t, r, ip=ip, version=cfg.version), addr))
         if q.read_only or (cfg.enforce_node_id and not self._id_conforms(q.id, addr[0])):
@@ -538,15 +522,23 @@ class DhtProtocol:
         elif self.pool is not None and q.id not in self.pool:
             self._verify_for_pool(q.id, addr, now)
 
+    def _answer_error(self, t: bytes, code: int, message: str, ip: bytes, addr: Addr) -> None:
+        self.stats.errors_out += 1
+        self._out.append((encode_error(t, code, message, ip=ip, version=self.config.version), addr))
+
     def _ping_candidate(self, node_id: bytes, addr: Addr, now: float) -> None:
         """Ping a node that could fill a bucket with room, now rather than at the next tick,
         as long as few such pings are out (the rest wait in the replacement cache)."""
+        self._confirm(node_id, addr, now, self._pinging, self.config.pings_per_tick)
+
+    def _confirm(self, node_id: bytes, addr: Addr, now: float, out: set[bytes], limit: int) -> None:
+        """Ping ``node_id`` unless already pinging it or ``limit`` such pings are out."""
         if (
-            len(self._pinging) < self.config.pings_per_tick
-            and node_id not in self._pinging
+            len(out) < limit
+            and node_id not in out
             and self._send_query(addr, b"ping", {}, now, _Maintenance(node_id), node_id)
         ):
-            self._pinging.add(node_id)
+            out.add(node_id)
 
     def _id_conforms(self, node_id: bytes, ip: str) -> bool:
         return bep42_valid(node_id, ip, exempt_local=self.config.bep42_exempt_local)
@@ -575,12 +567,7 @@ class DhtProtocol:
 
     def _verify_for_pool(self, node_id: bytes, addr: Addr, now: float) -> None:
         """A router pings a querier before it hands the node out to others."""
-        if (
-            len(self._verifying) < self.config.pool_verifying
-            and node_id not in self._verifying
-            and self._send_query(addr, b"ping", {}, now, _Maintenance(node_id), node_id)
-        ):
-            self._verifying.add(node_id)
+        self._confirm(node_id, addr, now, self._verifying, self.config.pool_verifying)
 
     def _nodes_for(self, target: bytes) -> bytes:
         if self.pool is not None and len(self.pool) >= self.config.k:

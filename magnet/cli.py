@@ -605,10 +605,9 @@ def serve(
     Example: magnetar serve ubuntu.torrent --port 6881
     """
     import asyncio
-    import contextlib
-    import signal
     from pathlib import Path
 
+    from dht.daemon import stop_on_signals
     from dht.node import Node, run
     from magnet.serve import SERVE_ENCRYPTION, serve_torrents
     from magnet.torrentfile import TorrentError, parse_torrent
@@ -629,10 +628,11 @@ def serve(
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
         udp_port = port if dht_port is None else dht_port
+        with stop_on_signals(stop):
+            await publish(stop, loop, udp_port)
+
+    async def publish(stop: asyncio.Event, loop: asyncio.AbstractEventLoop, udp_port: int) -> None:
         async with Node(host, udp_port, bootstrap_routers=routers) as node:
             size = await node.bootstrap()
             logging.getLogger("magnetar").info("joined the DHT: %d nodes", size)
@@ -749,17 +749,17 @@ def testnet(
     import asyncio
     import contextlib
     import json
-    import signal
 
+    from dht.daemon import stop_on_signals
     from dht.node import run
     from dht.testnet import Testnet
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+        with stop_on_signals(stop):
+            await run_testnet(stop)
+
+    async def run_testnet(stop: asyncio.Event) -> None:
         async with Testnet(nodes, host=host, port=port) as net:
             typer.echo(json.dumps(net.describe()), nl=True)
             sys.stdout.flush()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from magnet.torrentfile import info_span, parse_torrent
+from magnet.torrentfile import info_span
 
 if TYPE_CHECKING:
     from tests.interop.ltswarm import LtSwarm, TorrentSpec
@@ -76,42 +76,10 @@ def test_resolve_from_libtorrent_seed_is_byte_identical(
 
 
 def test_libtorrent_resolves_what_magnetar_serves(
-    make_lt_torrent: Callable[..., TorrentSpec], tmp_path: Path
+    make_lt_torrent: Callable[..., TorrentSpec],
 ) -> None:
-    from dht.node import Node
-    from dht.testnet import Testnet
-    from magnet.serve import serve_torrents
-    from tests.interop.ltswarm import LtNode
+    from tests.interop.served import lt_resolves_from_serve
 
     spec = make_lt_torrent("multi", version="hybrid")
-    meta = parse_torrent(spec.torrent)
-
-    async def main() -> bytes:
-        async with (
-            Testnet(10) as net,
-            Node("127.0.0.1", 0, bootstrap_routers=net.bootstrap_addrs(3)) as node,
-        ):
-            await node.bootstrap()
-            stop = asyncio.Event()
-            ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            server = asyncio.create_task(
-                serve_torrents([meta], node=node, host="127.0.0.1", stop=stop, ready=ready)
-            )
-            await ready
-            while not any(spec.info_hash in n.core.storage for n in net.nodes):
-                await asyncio.sleep(0.02)
-            # A libtorrent client whose only way in is our testnet's nodes.
-            dht_nodes = [n.addr for n in net.nodes[:4]]
-
-            def lt_resolve() -> bytes:
-                with LtNode("127.0.3.2", dht_nodes=dht_nodes) as client:
-                    return client.resolve_magnet(spec.magnet, timeout=30.0).info
-
-            try:
-                return await asyncio.to_thread(lt_resolve)
-            finally:
-                stop.set()
-                await server
-
-    info = asyncio.run(asyncio.wait_for(main(), 90))
+    info = asyncio.run(asyncio.wait_for(lt_resolves_from_serve(spec, "127.0.3.2"), 90))
     assert info == spec.info

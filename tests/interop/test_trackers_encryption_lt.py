@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from magnet.torrentfile import info_span, parse_torrent
+from magnet.torrentfile import info_span
 
 if TYPE_CHECKING:
     from tests.interop.ltswarm import LtNode, LtSwarm, TorrentSpec
@@ -145,48 +145,19 @@ def test_libtorrent_forcing_encryption_resolves_from_magnetar_serve(
 ) -> None:
     import libtorrent as lt
 
-    from dht.node import Node
-    from dht.testnet import Testnet
-    from magnet.serve import serve_torrents
-    from tests.interop.ltswarm import LtNode
+    from tests.interop.served import lt_resolves_from_serve
 
     spec = make_lt_torrent("single")
-    meta = parse_torrent(spec.torrent)
     forced = int(lt.enc_policy.forced)
-
-    async def main() -> bytes:
-        async with (
-            Testnet(8) as net,
-            Node("127.0.0.1", 0, bootstrap_routers=net.bootstrap_addrs(2)) as node,
-        ):
-            await node.bootstrap()
-            stop = asyncio.Event()
-            ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            server = asyncio.create_task(
-                serve_torrents([meta], node=node, host="127.0.0.1", stop=stop, ready=ready)
-            )
-            await ready
-            while not any(spec.info_hash in n.core.storage for n in net.nodes):
-                await asyncio.sleep(0.02)
-            dht_nodes = [n.addr for n in net.nodes[:4]]
-
-            def lt_resolve() -> bytes:
-                with LtNode(
-                    "127.0.4.9",
-                    dht_nodes=dht_nodes,
-                    out_enc_policy=forced,
-                    in_enc_policy=forced,
-                    allowed_enc_level=int(lt.enc_level.rc4),
-                ) as client:
-                    return client.resolve_magnet(spec.magnet, timeout=30.0).info
-
-            try:
-                return await asyncio.to_thread(lt_resolve)
-            finally:
-                stop.set()
-                await server
-
-    assert asyncio.run(asyncio.wait_for(main(), 90)) == spec.info
+    resolving = lt_resolves_from_serve(
+        spec,
+        "127.0.4.9",
+        nodes=8,
+        out_enc_policy=forced,
+        in_enc_policy=forced,
+        allowed_enc_level=int(lt.enc_level.rc4),
+    )
+    assert asyncio.run(asyncio.wait_for(resolving, 90)) == spec.info
 
 
 def test_scrape_command_against_opentracker() -> None:
