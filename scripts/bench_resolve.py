@@ -217,6 +217,7 @@ class Runner:
     timeout: float
     workdir: Path
     lt_settings: list[str] = field(default_factory=list)  # NAME=VALUE for the client
+    lt_teardown: str = "exit"
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     _runs: int = 0
 
@@ -292,6 +293,7 @@ class Runner:
             f"{self.timeout:g}",
             "--kick",
             f"{kick:g}",
+            f"--teardown={self.lt_teardown}",
             *(f"--setting={item}" for item in self.lt_settings),
         ]
         t = run_timed(argv, timeout=self.timeout + GRACE_S, cwd=where, env=self.env)
@@ -480,9 +482,28 @@ class TrackerScenario:
 # Tools and baselines
 
 
-def find_magnetar(src: Path | None) -> tuple[list[str], dict[str, str], str]:
-    """The magnetar command, its environment, and a line saying what it is."""
+def python_env(mode: str, workdir: Path) -> dict[str, str]:
+    """The environment of every Python subprocess.
+
+    ``cached``: bytecode is written to and read from a cache under ``workdir``
+    (``PYTHONPYCACHEPREFIX``), whatever ``PYTHONDONTWRITEBYTECODE`` says, so that after a
+    warm-up run no module is compiled from source (a pip-installed package ships its
+    bytecode; an editable install with ``PYTHONDONTWRITEBYTECODE=1`` compiles every module of
+    magnetar at every start). No ``__pycache__`` is written next to any source. ``as-is``: the
+    environment as it is.
+    """
     env = dict(os.environ)
+    if mode == "cached":
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    return env
+
+
+def find_magnetar(
+    src: Path | None, base_env: dict[str, str]
+) -> tuple[list[str], dict[str, str], str]:
+    """The magnetar command, its environment, and a line saying what it is."""
+    env = dict(base_env)
     if src is not None:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(src.resolve()), env.get("PYTHONPATH")) if p
@@ -535,22 +556,23 @@ def _interpreter_of(script: str) -> str:
 
 
 def baselines(
-    runs: int, magnetar_argv: list[str], magnetar_env: dict[str, str], workdir: Path
+    runs: int,
+    magnetar_argv: list[str],
+    magnetar_env: dict[str, str],
+    env: dict[str, str],
+    workdir: Path,
 ) -> dict[str, list[float]]:
-    """Start-up figures: each command ``runs`` times, interleaved."""
+    """Start-up figures: each command ``runs`` times, interleaved, after one warm-up round."""
     commands: dict[str, tuple[list[str], dict[str, str]]] = {
-        "python -c pass": ([sys.executable, "-c", "pass"], dict(os.environ)),
-        "python -c 'import libtorrent'": (
-            [sys.executable, "-c", "import libtorrent"],
-            dict(os.environ),
-        ),
+        "python -c pass": ([sys.executable, "-c", "pass"], env),
+        "python -c 'import libtorrent'": ([sys.executable, "-c", "import libtorrent"], env),
         "magnetar version": ([*magnetar_argv, "version"], magnetar_env),
     }
     walls: dict[str, list[float]] = {name: [] for name in commands}
-    for _ in range(runs):
-        for name, (argv, env) in commands.items():
-            t = run_timed(argv, timeout=30, cwd=workdir, env=env)
-            if t.returncode == 0:
+    for i in range(runs + 1):
+        for name, (argv, cmd_env) in commands.items():
+            t = run_timed(argv, timeout=30, cwd=workdir, env=cmd_env)
+            if t.returncode == 0 and i > 0:
                 walls[name].append(t.wall)
     return walls
 
@@ -677,6 +699,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="libtorrent client setting (repeatable), e.g. out_enc_policy=0 (forced)",
     )
+    p.add_argument(
+        "--lt-teardown",
+        choices=("exit", "destroy"),
+        default="exit",
+        help="libtorrent client: leave at once once the file is written (os._exit, default:"
+        " its best case) or destroy the session and exit normally (~45 ms more here)",
+    )
+    p.add_argument(
+        "--bytecode",
+        choices=("cached", "as-is"),
+        default="cached",
+        help="Python bytecode for the subprocesses: cached (a private cache, warmed up;"
+        " default) or as the environment has it",
+    )
+    p.add_argument("--warmup", type=int, default=1, help="unrecorded runs per scenario")
     p.add_argument("--json", action="store_true", help="print JSON on stdout (text on stderr)")
     args = p.parse_args(argv)
     args.scenario = args.scenario or list(SCENARIOS)
@@ -685,8 +722,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if bad or not tools:
         p.error(f"--tools: unknown {bad}; choose from {', '.join(TOOLS)}")
     args.tools = [t for t in TOOLS if t in tools]
-    if args.runs < 1 or args.timeout <= 0 or args.baseline_runs < 0:
-        p.error("need --runs >= 1, --timeout > 0, --baseline-runs >= 0")
+    if args.runs < 1 or args.timeout <= 0 or args.baseline_runs < 0 or args.warmup < 0:
+        p.error("need --runs >= 1, --timeout > 0, --baseline-runs >= 0, --warmup >= 0")
     return args
 
 
@@ -706,14 +743,25 @@ def main(argv: list[str] | None = None) -> int:
     if "aria2c" in tools and aria2c is None:
         notes["aria2c"] = "skipped: not installed (apt-get install -y aria2)"
         tools.remove("aria2c")
-    magnetar_argv, magnetar_env, magnetar_note = find_magnetar(args.magnetar_src)
+    tmp = tempfile.TemporaryDirectory(prefix="bench-resolve-")
+    workdir = Path(tmp.name)
+    env = python_env(args.bytecode, workdir)
+    magnetar_argv, magnetar_env, magnetar_note = find_magnetar(args.magnetar_src, env)
     notes["magnetar"] = magnetar_note
+    notes["bytecode"] = {
+        "cached": f"cached under {workdir / 'pycache'} (PYTHONPYCACHEPREFIX), warmed up",
+        "as-is": "as the environment has it"
+        + (
+            " (PYTHONDONTWRITEBYTECODE=1: sources compiled at every start)"
+            if os.environ.get("PYTHONDONTWRITEBYTECODE")
+            else ""
+        ),
+    }[args.bytecode]
     if aria2c:
         notes["aria2c"] = aria2c
     notes["libtorrent"] = (
-        f"{sys.executable} {LT_CLIENT.relative_to(ROOT)} (kick {args.lt_kick:g} s"
-        + "".join(f", {item}" for item in args.lt_setting)
-        + ")"
+        f"{sys.executable} {LT_CLIENT.relative_to(ROOT)} (kick {args.lt_kick:g} s,"
+        f" teardown {args.lt_teardown}" + "".join(f", {item}" for item in args.lt_setting) + ")"
     )
     load = os.getloadavg()[0]
     say(
@@ -728,24 +776,35 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": load,
         "config": {
             "runs": args.runs,
+            "warmup": args.warmup,
+            "bytecode": args.bytecode,
             "timeout": args.timeout,
             "tools": tools,
             "lt_kick": args.lt_kick,
             "lt_settings": args.lt_setting,
+            "lt_teardown": args.lt_teardown,
         },
         "tools": notes,
         "baselines": {},
         "scenarios": {},
     }
-    with tempfile.TemporaryDirectory(prefix="bench-resolve-") as tmp:
-        workdir = Path(tmp)
+    with tmp:
         if args.baseline_runs:
-            walls = baselines(args.baseline_runs, magnetar_argv, magnetar_env, workdir)
+            walls = baselines(args.baseline_runs, magnetar_argv, magnetar_env, env, workdir)
             say(f"baselines (process start to exit, median of {args.baseline_runs}):")
             for name, values in walls.items():
                 doc["baselines"][name] = _stats(values)
                 say(f"  {name:<30} {_fmt(_stats(values))}")
-        runner = Runner(magnetar_argv, magnetar_env, aria2c, args.timeout, workdir, args.lt_setting)
+        runner = Runner(
+            magnetar_argv,
+            magnetar_env,
+            aria2c,
+            args.timeout,
+            workdir,
+            args.lt_setting,
+            args.lt_teardown,
+            env,
+        )
         for name in args.scenario:
             result = run_scenario(name, args, tools, runner, workdir, say)
             doc["scenarios"][name] = result
@@ -773,7 +832,9 @@ def run_scenario(
                 say(f"{name}: {msg}")
                 return {"skipped": msg}
             scheme = name.split("-", 1)[1]
-            scenario = TrackerScenario(name, scen_dir, scheme, args.runs, len(tools), stack)
+            scenario = TrackerScenario(
+                name, scen_dir, scheme, args.warmup + args.runs, len(tools), stack
+            )
         else:
             kind = {"dht-multi": "multi", "dht-big": "big"}.get(name, "single")
             scenario = DhtScenario(
@@ -784,16 +845,22 @@ def run_scenario(
                 encrypted=name == "encrypted-seeds",
             )
         samples: list[Sample] = []
-        for run in range(args.runs):
-            order = tools[run % len(tools) :] + tools[: run % len(tools)]
+        # Warm-up runs (not recorded) fill the bytecode cache and the OS caches for the code
+        # paths of this scenario; aria2c (native, and slow) has none.
+        python_tools = [t for t in tools if t != "aria2c"]
+        for run in range(args.warmup + args.runs):
+            warm = run < args.warmup
+            n = run - args.warmup
+            order = python_tools if warm else tools[n % len(tools) :] + tools[: n % len(tools)]
             for slot, tool in enumerate(order):
                 with scenario.target(run, slot) as target:
-                    sample = runner.run(tool, run, target, lt_kick=args.lt_kick)
-                samples.append(sample)
+                    sample = runner.run(tool, n, target, lt_kick=args.lt_kick)
                 status = "ok" if sample.ok else f"FAILED ({sample.error})"
                 inproc = f" (in-process {sample.in_process:.4f})" if sample.in_process else ""
-                where = f"[{name} run {run + 1}/{args.runs}]"
+                where = f"[{name} warm-up]" if warm else f"[{name} run {n + 1}/{args.runs}]"
                 log(f"  {where} {tool}: {sample.wall:.3f} s{inproc} {status}")
+                if not warm:
+                    samples.append(sample)
         summary = summarize(samples, tools)
         report_scenario(name, scenario.description, summary, say)
         return {
