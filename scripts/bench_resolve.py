@@ -757,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
             else ""
         ),
     }[args.bytecode]
-    if aria2c:
+    if aria2c and "aria2c" in tools:
         notes["aria2c"] = aria2c
     notes["libtorrent"] = (
         f"{sys.executable} {LT_CLIENT.relative_to(ROOT)} (kick {args.lt_kick:g} s,"
