@@ -123,7 +123,11 @@ def format_health(h: dict[str, object]) -> str:
     assert isinstance(errors, dict)
     err = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none"
     refused = h.get("refused_addresses", 0)
-    tail = f"; {refused} learned addresses refused (private/bogon)" if refused else ""
+    tail = (
+        f"; {refused} learned addresses refused (private/bogon: --allow-private for a lab)"
+        if refused
+        else ""
+    )
     return (
         f"[{h['elapsed_s']}s] {h['unique']} info-hashes (+{h['new_per_min']}/min), "
         f"{h['nodes_met']} nodes met, {h['queries_per_s']} q/s, "

@@ -371,6 +371,8 @@ class CrawlScheduler:
         if len(self._in_flight) >= self.config.max_in_flight:
             return None
         budget = max(self._bytes.ready_at(now, SAMPLE_QUERY_BYTES), self._qps.next_available(now))
+        if budget <= now and self._qps.tokens(now) < 1:
+            budget = now + 1e-3  # float rounding: a hair short of a whole token
         if self._frontier:
             return budget
         due = self._due[0][0] if self._due else math.inf
