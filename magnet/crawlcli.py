@@ -116,6 +116,9 @@ def crawl(
     stats_interval: Annotated[
         float, typer.Option(help="Seconds between health summaries.", min=0.5)
     ] = 60.0,
+    startup_timeout: Annotated[
+        float, typer.Option(help="Fail (exit 1) if no DHT node answered by then.", min=0.1)
+    ] = 20.0,
     seed: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Crawl the DHT for info-hashes into an SQLite database (see the examples above)."""
@@ -140,6 +143,7 @@ def crawl(
         metadata_concurrency=metadata_concurrency,
         metadata_timeout_s=metadata_timeout,
         stats_interval_s=stats_interval,
+        startup_timeout_s=startup_timeout,
         seed=seed,
     )
     code = _run_crawl(db, config, duration, json_out)
