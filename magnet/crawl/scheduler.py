@@ -74,6 +74,7 @@ class SchedulerConfig:
     drained_after: int = 3  # sample answers in a row with nothing new: the node is drained
     own_target_share: float = 0.25  # share of find_node aimed at our own ids
     max_failures: int = 2  # consecutive failures before a node counts as dead
+    retry_s: float = 5.0  # after a timeout, try a node again this late
 
 
 class Support:
@@ -99,7 +100,7 @@ class NodeRecord:
     samples: int = 0  # samples received, all answers
     new_hashes: int = 0  # info-hashes first found through this node
     dry_answers: int = 0  # consecutive sample answers that brought nothing new
-    next_sample_at: float = 0.0  # earliest time for the next sample_infohashes
+    next_sample_at: float = 0.0  # earliest time for the next sample_infohashes (or retry)
     next_find_at: float = 0.0  # earliest time for the next find_node
     in_flight: bool = False
     dead_until: float = 0.0
@@ -212,7 +213,8 @@ class CrawlScheduler:
         # Nodes that answered, by when they were last asked for nodes: the discovery walk.
         self._walk: OrderedDict[Addr, None] = OrderedDict()
         self._via = 0
-        self._qps = TokenBucket(cfg.qps, max(1.0, cfg.qps), now=now)
+        # A tenth of a second's worth at once: bursts of answers overflow socket buffers.
+        self._qps = TokenBucket(cfg.qps, max(1.0, cfg.qps / 10), now=now)
         self._bytes = _ByteBudget(cfg.bandwidth, now)
         self.stats = CrawlStats()
 
@@ -321,17 +323,17 @@ class CrawlScheduler:
         return q
 
     def _pick(self, now: float) -> tuple[NodeRecord, bytes] | None:
-        # 1. Supporting nodes whose interval has passed.
+        # 1. Nodes due again: supporting ones whose interval has passed, and retries.
         due = self._due
         while due and due[0][0] <= now:
             at, _, addr = heapq.heappop(due)
             rec = self.nodes.get(addr)
-            if rec is None or rec.next_sample_at != at or rec.support != Support.YES:
+            if rec is None or rec.next_sample_at != at:
                 continue  # evicted or rescheduled: a stale entry
-            if rec.in_flight:  # busy with a find_node: a little later
+            if rec.in_flight:  # busy with another query: a little later
                 self._push(rec, now + 1.0)
                 continue
-            return rec, b"sample_infohashes"
+            return rec, b"find_node" if rec.support == Support.NO else b"sample_infohashes"
         # 2. Nodes not asked yet.
         frontier = self._frontier
         while frontier:
@@ -482,15 +484,14 @@ class CrawlScheduler:
             return
         rec.failures += 1
         rec.next_find_at = max(rec.next_find_at, now + self.config.min_revisit_s)
-        if rec.failures >= self.config.max_failures or rec.last_reply is None:
+        if rec.failures >= self.config.max_failures:
             rec.dead_until = now + self.config.dead_retry_s
             rec.next_find_at = rec.dead_until
-            if rec.support == Support.YES:
-                self._push(rec, max(rec.next_sample_at, rec.dead_until))
-        elif q.method == b"sample_infohashes":
-            # One lost answer: ask again once the interval allows (we never saw it, so the
-            # one already honoured still holds).
-            self._push(rec, max(rec.next_sample_at, now + self.config.min_revisit_s))
+            self._push(rec, max(rec.next_sample_at, rec.dead_until))
+        else:
+            # A lost answer (ours or theirs): try once more. A supporting node's interval
+            # still holds; we never saw an answer that could have changed it.
+            self._push(rec, max(rec.next_sample_at, now + self.config.retry_s))
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -526,7 +527,9 @@ class CrawlScheduler:
             live = [
                 (r.next_sample_at, i, r.addr)
                 for i, r in enumerate(self.nodes.values())
-                if r.support == Support.YES and not r.in_flight
+                if r.next_sample_at > 0
+                and not r.in_flight
+                and (r.support == Support.YES or r.failures)
             ]
             heapq.heapify(live)
             self._due = live

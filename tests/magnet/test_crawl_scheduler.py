@@ -209,18 +209,21 @@ def test_tables_are_bounded() -> None:
     assert len(s.nodes) <= 100 and s.stats.evicted > 0
 
 
-def test_timeouts_make_a_node_dead_until_retry() -> None:
-    s = sched(dead_retry_s=100.0, min_revisit_s=0.0, idle_revisit_s=0.0)
-    s.add_seeds([addr(1)], 0.0)
-    (q,) = drain(s, 0.0)
-    s.on_reply(q.qid, 0.0, node_id=b"\x01" * 20, samples=b"", num=0, interval=1)
+def test_timeouts_are_retried_once_then_the_node_is_dead_until_retry() -> None:
+    s = sched(dead_retry_s=100.0, min_revisit_s=0.0, idle_revisit_s=0.0, retry_s=5.0)
+    s.add_seeds([addr(1), addr(2)], 0.0)
+    q1, q2 = drain(s, 0.0)
+    s.on_failure(q2.qid, 0.5, "timeout")  # first contact lost: asked again after retry_s
+    s.on_reply(q1.qid, 0.0, node_id=b"\x01" * 20, samples=b"", num=0, interval=1)
     q = next(x for x in drain(s, 1.0) if x.method == b"sample_infohashes")
     s.on_failure(q.qid, 2.0, "timeout")
-    q = next(x for x in drain(s, 2.0) if x.method == b"sample_infohashes")  # one more try
-    s.on_failure(q.qid, 3.0, "timeout")
+    assert [x.addr for x in drain(s, 5.5) if x.method == b"sample_infohashes"] == [addr(2)]
+    q = next(x for x in drain(s, 7.0) if x.method == b"sample_infohashes")  # one more try
+    assert q.addr == addr(1)
+    s.on_failure(q.qid, 8.0, "timeout")
     assert [x for x in drain(s, 50.0) if x.addr == addr(1)] == []
-    assert [x.addr for x in drain(s, 103.0) if x.method == b"sample_infohashes"] == [addr(1)]
-    assert s.stats.failures == {"timeout": 2}
+    assert [x.addr for x in drain(s, 108.0) if x.method == b"sample_infohashes"] == [addr(1)]
+    assert s.stats.failures == {"timeout": 3}
 
 
 def test_failure_kinds() -> None:
