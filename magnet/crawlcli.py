@@ -8,12 +8,9 @@ the DHT) are imported inside the commands so that the CLI starts fast.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
-
-if TYPE_CHECKING:
-    from dht.wire import Addr
 
 __all__ = ["crawl_app"]
 
@@ -43,17 +40,6 @@ its schema.""",
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     typer.echo(f"magnetar: {message}", err=True)
     raise typer.Exit(code)
-
-
-def _parse_bootstrap(values: list[str] | None) -> list[Addr] | None:
-    from dht.bootstrap import parse_hostport
-
-    if not values:
-        return None
-    try:
-        return [parse_hostport(v) for value in values for v in value.split(",") if v.strip()]
-    except ValueError as exc:
-        _fail(f"bad --bootstrap {exc}")
 
 
 @crawl_app.callback()
@@ -127,7 +113,9 @@ def crawl(
         return
     if duration is not None and duration <= 0:
         _fail("--duration must be positive")
-    routers = _parse_bootstrap(bootstrap)
+    from magnet.cli import parse_bootstrap  # not at the top: magnet.cli imports this module
+
+    routers = parse_bootstrap(bootstrap)
 
     from magnet.crawl.crawler import CrawlConfig
     from magnet.crawl.scheduler import SchedulerConfig
