@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Crawl a loopback testnet and measure discovery: unique info-hashes per second and per
+1,000 queries sent.
+
+A ``dht.testnet.Testnet`` of ``--nodes`` magnetar nodes holds ``--hashes`` random info-hashes,
+each stored by ``--copies`` random nodes (written straight into their peer stores); the nodes
+answer BEP 51 ``sample_infohashes`` with ``--interval`` and 20 samples. A ``Crawler`` with
+``--qps`` and ``--ids`` walks it until ``--target`` coverage or ``--seconds``. The testnet and
+the crawler share one process and one event loop (uvloop when installed), so the figures
+include the cost of answering every query too.
+
+Example::
+
+    python scripts/bench_crawl.py --nodes 200 --hashes 20000 --interval 1 --qps 2000
+
+Everything stays on 127.0.0.1; the database goes to a temporary directory, removed at exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dht.node import run
+from dht.protocol import DhtConfig
+from dht.testnet import Testnet
+from magnet.crawl.crawler import CrawlConfig, Crawler
+from magnet.crawl.scheduler import SchedulerConfig
+from magnet.crawl.store import CrawlStore
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--nodes", type=int, default=200, help="testnet nodes")
+    p.add_argument("--hashes", type=int, default=20_000, help="info-hashes stored")
+    p.add_argument("--copies", type=int, default=2, help="nodes storing each info-hash")
+    p.add_argument("--interval", type=int, default=1, help="BEP 51 interval the nodes send")
+    p.add_argument("--qps", type=float, default=2000.0, help="crawler queries per second")
+    p.add_argument("--in-flight", type=int, default=64, help="crawler queries in flight")
+    p.add_argument("--ids", type=int, default=1, help="crawler node ids")
+    p.add_argument("--seconds", type=float, default=60.0, help="give up after")
+    p.add_argument("--target", type=float, default=0.95, help="stop at this coverage")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", action="store_true", help="one JSON record on stdout")
+    return p.parse_args(argv)
+
+
+async def bench(args: argparse.Namespace) -> dict[str, object]:
+    config = DhtConfig(sample_interval_s=args.interval, max_peer_hashes=max(20_000, args.hashes))
+    rng = random.Random(args.seed)
+    t0 = time.monotonic()
+    async with Testnet(args.nodes, config=config, seed=args.seed) as net:
+        started_net = time.monotonic() - t0
+        now = asyncio.get_running_loop().time()
+        hashes = {rng.randbytes(20) for _ in range(args.hashes)}
+        for h in hashes:
+            for node in rng.sample(net.nodes, min(args.copies, len(net.nodes))):
+                node.core.storage.add(h, ("127.0.0.1", 1), now)
+        with tempfile.TemporaryDirectory() as tmp:
+            store = CrawlStore(os.path.join(tmp, "bench.sqlite"))
+            schedule = SchedulerConfig(
+                qps=args.qps,
+                bandwidth=1e9,
+                max_in_flight=args.in_flight,
+                min_revisit_s=0.0,
+                idle_revisit_s=5.0,
+                find_interval_s=5.0,
+            )
+            crawler = Crawler(
+                CrawlConfig(
+                    host="127.0.0.1",
+                    port=0,
+                    ids=args.ids,
+                    bootstrap=net.bootstrap_addrs(3),
+                    schedule=schedule,
+                    stats_interval_s=float(os.environ.get("BENCH_STATS_S", "3600")),
+                    seed=args.seed,
+                ),
+                store,
+                on_health=lambda h: print(json.dumps(h), file=sys.stderr),
+            )
+            marks: dict[str, dict[str, float]] = {}
+            stop = asyncio.Event()
+            cpu0 = time.process_time()
+            start = time.monotonic()
+
+            async def watch() -> None:
+                while True:
+                    await asyncio.sleep(0.05)
+                    found = store.new_hashes
+                    sched = crawler.scheduler
+                    sent = sched.stats.sent if sched else 0
+                    for share in (0.5, 0.9, args.target):
+                        key = f"{share:.0%}"
+                        if key not in marks and found >= share * len(hashes):
+                            marks[key] = {
+                                "seconds": round(time.monotonic() - start, 2),
+                                "queries": sent,
+                                "unique": found,
+                            }
+                    if found >= args.target * len(hashes):
+                        stop.set()
+                        return
+
+            watcher = asyncio.create_task(watch())
+            try:
+                report = await crawler.run(duration=args.seconds, stop=stop)
+            finally:
+                watcher.cancel()
+                store.close()
+            elapsed = time.monotonic() - start
+            cpu = time.process_time() - cpu0
+    c = report.counters
+    return {
+        "nodes": args.nodes,
+        "hashes": args.hashes,
+        "copies": args.copies,
+        "interval_s": args.interval,
+        "qps_limit": args.qps,
+        "ids": args.ids,
+        "testnet_start_s": round(started_net, 2),
+        "seconds": round(elapsed, 2),
+        "queries": c.sent,
+        "replies": c.replies,
+        "samples": c.samples,
+        "unique": c.unique,
+        "coverage": round(c.unique / len(hashes), 4),
+        "unique_per_s": round(c.unique / elapsed, 1),
+        "unique_per_1000_queries": round(1000 * c.unique / max(c.sent, 1), 1),
+        "queries_per_s": round(c.sent / elapsed, 1),
+        "cpu_s": round(cpu, 2),
+        "marks": marks,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run(bench(args))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"testnet {result['nodes']} nodes, {result['hashes']} info-hashes x{result['copies']}, "
+        f"interval {result['interval_s']} s; crawler qps limit {result['qps_limit']:g}, "
+        f"{result['ids']} id(s)"
+    )
+    print(
+        f"found {result['unique']} ({float(result['coverage']):.1%}) in {result['seconds']} s "
+        f"with {result['queries']} queries ({result['queries_per_s']} q/s, "
+        f"cpu {result['cpu_s']} s)"
+    )
+    print(
+        f"  {result['unique_per_s']} unique info-hashes/s, "
+        f"{result['unique_per_1000_queries']} per 1,000 queries"
+    )
+    marks = result["marks"]
+    assert isinstance(marks, dict)
+    for key, m in marks.items():
+        print(
+            f"  {key}: {m['seconds']} s, {m['queries']} queries "
+            f"({1000 * m['unique'] / max(m['queries'], 1):.0f} unique per 1,000 queries)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
