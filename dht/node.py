@@ -330,6 +330,20 @@ class Node:
                 out.append((str(sockname[0]), int(sockname[1])))
         return out
 
+    def set_receive_buffer(self, size: int) -> None:
+        """Ask the kernel for ``size`` bytes of receive buffer on every socket (it may clamp).
+
+        A node that sends bursts of queries (a crawler) gets their answers together; without
+        room for them the kernel drops datagrams before we ever see them.
+        """
+        for endpoint in self._endpoints.values():
+            sock = endpoint.transport.get_extra_info("socket") if endpoint.transport else None
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+                except OSError as exc:
+                    log.debug("cannot set SO_RCVBUF to %d: %s", size, exc)
+
     def add_listener(self, callback: Callable[[DhtEvent], None]) -> None:
         """Call ``callback`` with every event the cores emit (status lines, crawlers)."""
         self._listeners.append(callback)

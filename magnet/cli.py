@@ -772,5 +772,16 @@ def testnet(
         fail(f"cannot start the testnet on {host}: {exc.strerror or exc}", EXIT_NOT_FOUND)
 
 
+def _mount_crawl() -> None:
+    # The crawl commands live in their own module (their options are many); typer needs the
+    # sub-app object, which is cheap: the crawler itself is imported when a crawl starts.
+    from magnet.crawlcli import crawl_app
+
+    app.add_typer(crawl_app, name="crawl")
+
+
+_mount_crawl()
+
+
 def main() -> None:
     app()

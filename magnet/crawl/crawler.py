@@ -187,7 +187,7 @@ class Crawler:
                 bootstrap_routers=cfg.bootstrap if cfg.bootstrap is not None else DEFAULT_ROUTERS,
             )
             await node.start()
-            _widen_receive_buffer(node)
+            node.set_receive_buffer(RECEIVE_BUFFER_BYTES)
             node.add_listener(self._on_event)
             self.nodes.append(node)
             self._own_ports.update(a[1] for a in node.addrs)
@@ -415,15 +415,6 @@ def _node_row(rec: NodeRecord) -> NodeRow:
         queries=rec.queries,
         replies=rec.replies,
     )
-
-
-def _widen_receive_buffer(node: Node) -> None:
-    """Answers to a burst of queries arrive together: room for them (the kernel may clamp)."""
-    for endpoint in node._endpoints.values():
-        sock = endpoint.transport.get_extra_info("socket") if endpoint.transport else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
 
 
 def _wall(loop_time: float) -> float:
