@@ -65,34 +65,32 @@ def _v4_rules() -> list[tuple[int, int, int]]:
 
 def _build_v4_tables() -> tuple[tuple[int, ...], dict[int, int], dict[int, int]]:
     # Three levels keyed by the first one, two and three octets. Each entry is the class of
-    # the whole range, or _DEEPER when a longer special prefix splits it. Built once by
-    # longest-prefix match, so lookups never scan rules.
-    rules = _v4_rules()
-
-    def lpm(n: int, bits: int) -> int:
-        """Class of the /bits range starting at n, or _DEEPER if a rule splits it."""
-        for rbits, net, cls in rules:
-            mask = (0xFFFFFFFF << (32 - rbits)) & 0xFFFFFFFF
-            if rbits > bits:
-                if net & ((0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF) == n:
-                    return _DEEPER
-            elif n & mask == net:
-                return cls
-        return _G
-
-    first = tuple(lpm(o << 24, 8) for o in range(256))
+    # the whole range, or _DEEPER when a longer special prefix splits it. Built by painting
+    # the rules shortest prefix first, so longer prefixes overwrite the ranges they refine;
+    # lookups never scan rules, and building costs a few thousand dict entries at import.
+    first = [_G] * 256
     second: dict[int, int] = {}
     third: dict[int, int] = {}
-    for o1 in range(256):
-        if first[o1] != _DEEPER:
-            continue
-        for o2 in range(256):
-            key = (o1 << 8) | o2
-            second[key] = lpm(key << 16, 16)
-            if second[key] == _DEEPER:
-                for o3 in range(256):
-                    third[(key << 8) | o3] = lpm(((key << 8) | o3) << 8, 24)
-    return first, second, third
+
+    def deepen(table: list[int] | dict[int, int], key: int, below: dict[int, int]) -> None:
+        if table[key] != _DEEPER:
+            below.update(dict.fromkeys(range(key << 8, (key << 8) + 256), table[key]))
+            table[key] = _DEEPER
+
+    for bits, net, cls in sorted(_v4_rules()):
+        if bits <= 8:
+            start = net >> 24
+            first[start : start + (1 << (8 - bits))] = [cls] * (1 << (8 - bits))
+        elif bits <= 16:
+            deepen(first, net >> 24, second)
+            start = net >> 16
+            second.update(dict.fromkeys(range(start, start + (1 << (16 - bits))), cls))
+        else:
+            deepen(first, net >> 24, second)
+            deepen(second, net >> 16, third)
+            start = net >> 8
+            third.update(dict.fromkeys(range(start, start + (1 << (24 - bits))), cls))
+    return tuple(first), second, third
 
 
 _V4_FIRST, _V4_SECOND, _V4_THIRD = _build_v4_tables()

@@ -8,6 +8,7 @@ found or timed out, 2 bad input. Heavy modules are imported inside the commands 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -783,5 +784,26 @@ def _mount_crawl() -> None:
 _mount_crawl()
 
 
-def main() -> None:
-    app()
+def main() -> NoReturn:
+    """The ``magnetar`` entry point: run the command, then leave without tearing down.
+
+    Everything a command owns (files, sockets, state saves) is closed by the time it returns,
+    so the interpreter's own shutdown (collecting every object, unloading every module) only
+    costs time: ~20 ms after a resolve that took 5. Flush what is buffered and exit at once.
+    """
+    code: int | str | None
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # stdout closed or a broken pipe: nothing more to say
+        code = code or 1
+    logging.shutdown()
+    os._exit(code or 0)

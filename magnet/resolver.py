@@ -128,6 +128,12 @@ class _Peer:
         self.requested: dict[int, float] = {}  # piece -> when asked
 
 
+# libtorrent answers a ut_metadata request at once only while its send buffer holds under
+# 160 KiB (ten 16 KiB pieces); later requests wait for its once-a-second tick. Eight in flight
+# per peer keeps every request on the fast path (ask more and big metadata stalls ~1 s).
+REQUESTS_PER_PEER = 8
+
+
 @dataclass(slots=True)
 class ResolutionStats:
     """What happened so far: progress for a display, and reasons for a failure line."""
@@ -160,7 +166,7 @@ class Resolution:
         connect_timeout: float = 5.0,
         handshake_timeout: float = 5.0,
         request_timeout: float = 5.0,
-        requests_per_peer: int = 16,
+        requests_per_peer: int = REQUESTS_PER_PEER,
         encryption: str = "auto",
         randbytes: Callable[[int], bytes] | None = None,
     ) -> None:

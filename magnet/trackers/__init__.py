@@ -14,6 +14,7 @@ import asyncio
 import importlib
 import random
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import SplitResult, urlsplit
@@ -69,9 +70,52 @@ def _split(url: str) -> tuple[str, SplitResult]:
     return scheme, parts
 
 
+class _Loader:
+    """Imports a module once in a daemon thread; coroutines on any loop wait for it.
+
+    Not ``asyncio.to_thread``: the default executor's threads are joined when ``asyncio.run``
+    returns, so a resolve that the DHT finished in milliseconds would still wait out the
+    whole import before the process could exit.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._started = False
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            importlib.import_module(self.name)
+        except BaseException as exc:  # handed to the waiters, whatever it is
+            self._error = exc
+        finally:
+            self._done.set()
+
+    async def wait(self) -> None:
+        if not self._done.is_set():
+            with self._lock:
+                if not self._started:
+                    self._started = True
+                    threading.Thread(
+                        target=self._run, name=f"import {self.name}", daemon=True
+                    ).start()
+            # Polled rather than signalled: waiters may sit on different loops, and the
+            # import takes 0.1 s or more, so 5 ms of granularity costs nothing.
+            while not self._done.is_set():
+                await asyncio.sleep(0.005)
+        if self._error is not None:
+            raise self._error
+
+
+_aiohttp = _Loader("aiohttp")
+
+
 async def _load_aiohttp() -> None:
-    if "aiohttp" not in sys.modules:
-        await asyncio.to_thread(importlib.import_module, "aiohttp")
+    # Already imported by someone else (on their own thread, so completely): nothing to wait.
+    if _aiohttp._started or "aiohttp" not in sys.modules:
+        await _aiohttp.wait()
 
 
 async def _all(coros: Sequence[Coroutine[Any, Any, _T]]) -> list[_T]:
