@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Resolve one magnet with libtorrent 2.1.1 and write the .torrent: the libtorrent side of
+"""Resolve magnets with libtorrent 2.1.1 and write the .torrent files: the libtorrent side of
 ``scripts/bench_resolve.py``.
 
 A separate process on purpose: the benchmark times it from process start (Python start-up and
@@ -18,9 +18,13 @@ that this script does not import the harness):
 * the .torrent written as ``d4:info<info dict as received>e`` (byte-exact), then one JSON line
   on stdout with in-process timings, then exit. ``--teardown exit`` (default) leaves without
   destroying the session (``os._exit`` once the file is on disk and stdout flushed), as a
-  resolver that is done would; ``--teardown destroy`` pauses and destroys it first.
+  resolver that is done would; ``--teardown destroy`` pauses and destroys it first;
+* several magnets (the bulk benchmark): all added at once to the one session, each announced
+  as above until its metadata arrives; ``-o`` is then a directory and each .torrent is written
+  as ``<info-hash>.torrent`` the moment its metadata arrives. The JSON line comes once all are
+  written; ``--timeout`` bounds the whole run.
 
-Exit codes: 0 resolved, 1 timed out or failed, 2 bad arguments.
+Exit codes: 0 all resolved, 1 timed out or failed, 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -42,9 +46,14 @@ FULL_TABLE = 8
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Resolve a magnet with libtorrent (loopback only).")
-    p.add_argument("magnet")
-    p.add_argument("-o", "--output", required=True, help="the .torrent to write")
+    p = argparse.ArgumentParser(description="Resolve magnets with libtorrent (loopback only).")
+    p.add_argument("magnets", nargs="+", metavar="MAGNET")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="the .torrent to write; with several magnets, a directory",
+    )
     p.add_argument("--ip", required=True, help="own loopback address, e.g. 127.0.5.2")
     p.add_argument(
         "--dht-node", action="append", default=[], metavar="HOST:PORT", help="repeatable"
@@ -148,12 +157,23 @@ def main(argv: list[str] | None = None) -> int:
             ses.add_dht_node(node)
         ses.apply_settings({"enable_dht": True})
     mark("session")
-    atp = lt.parse_magnet_uri(args.magnet)
-    atp.save_path = os.path.dirname(os.path.abspath(args.output)) or "."
-    atp.flags = (atp.flags | lt.torrent_flags.upload_mode) & ~(
-        lt.torrent_flags.paused | lt.torrent_flags.auto_managed
-    )
-    h = ses.add_torrent(atp)
+    bulk = len(args.magnets) > 1
+    if bulk:
+        os.makedirs(args.output, exist_ok=True)
+    save_path = args.output if bulk else os.path.dirname(os.path.abspath(args.output)) or "."
+    outputs: dict[bytes, str] = {}  # info-hash (as libtorrent keys it) -> file to write
+    pending: dict[bytes, Any] = {}  # info-hash -> handle, until its metadata is written
+    for magnet in args.magnets:
+        atp = lt.parse_magnet_uri(magnet)
+        atp.save_path = save_path
+        atp.flags = (atp.flags | lt.torrent_flags.upload_mode) & ~(
+            lt.torrent_flags.paused | lt.torrent_flags.auto_managed
+        )
+        h = ses.add_torrent(atp)
+        key = _key(h)
+        outputs[key] = os.path.join(args.output, f"{key.hex()}.torrent") if bulk else args.output
+        pending[key] = h
+    first = next(iter(pending.values()))
     mark("added")
     deadline = T0 + args.timeout
     next_kick = 0.0
@@ -161,14 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     live_nodes = 0  # the DHT routing table's size, as last reported
     stats_asked = False
     errors: list[str] = []
-    info: bytes | None = None
-    while info is None:
+    written = 0
+    while pending:
         now = time.monotonic()
         if now >= deadline:
             break
         if not args.no_dht:
             if now >= next_kick:
-                h.force_dht_announce()
+                for h in pending.values():
+                    h.force_dht_announce()
                 next_kick, interval = now + interval, min(interval * 2, MAX_KICK_S)
             if live_nodes < FULL_TABLE and not stats_asked:
                 ses.post_dht_stats()
@@ -178,9 +199,13 @@ def main(argv: list[str] | None = None) -> int:
         for a in ses.pop_alerts():
             if isinstance(a, lt.metadata_received_alert):
                 ti = a.handle.torrent_file()
-                if ti is not None:
-                    info = bytes(ti.info_section())
-                    mark("metadata received")
+                key = _key(a.handle)
+                if ti is not None and pending.pop(key, None) is not None:
+                    if "metadata received" not in marks:
+                        mark("metadata received")
+                    # Written at once, as magnetar writes each link as it finishes.
+                    write_torrent(outputs[key], bytes(ti.info_section()))
+                    written += 1
             elif isinstance(a, lt.dht_stats_alert):
                 stats_asked = False
                 n = sum(b["num_nodes"] for b in a.routing_table)
@@ -199,10 +224,13 @@ def main(argv: list[str] | None = None) -> int:
                 mark("tracker reply")
             elif isinstance(a, (lt.torrent_error_alert, lt.metadata_failed_alert)):
                 errors.append(a.message())
+    ok = not pending
+    if ok:
+        mark("written")
     peer: str | None = None
     encryption: str | None = None
-    if info is not None:
-        for p in h.get_peer_info():
+    if ok and not bulk:
+        for p in first.get_peer_info():
             if not p.flags & (lt.peer_info.connecting | lt.peer_info.handshake):
                 peer = f"{p.ip[0]}:{p.ip[1]}"
                 encryption = (
@@ -213,20 +241,15 @@ def main(argv: list[str] | None = None) -> int:
                     else "none"
                 )
                 break
-        tmp = args.output + ".tmp"
-        with open(tmp, "wb") as out:
-            out.write(b"d4:info" + info + b"e")
-            out.flush()
-            os.fsync(out.fileno())  # as magnetar's writer does
-        os.replace(tmp, args.output)
-        mark("written")
     record = {
-        "ok": info is not None,
+        "ok": ok,
         "seconds": round(time.monotonic() - T0, 4),
         "marks": marks,
         "peer": peer,
         "peer_encryption": encryption,
         "errors": errors[-3:],
+        "resolved": written,
+        "magnets": len(args.magnets),
         "out_enc_policy": ses.get_settings()["out_enc_policy"],
         "in_enc_policy": ses.get_settings()["in_enc_policy"],
     }
@@ -238,8 +261,23 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(json.dumps(record) + "\n")
     sys.stdout.flush()
     if args.teardown == "exit":
-        os._exit(0 if info is not None else 1)
-    return 0 if info is not None else 1
+        os._exit(0 if ok else 1)
+    return 0 if ok else 1
+
+
+def _key(h: Any) -> bytes:
+    """A torrent's identity across its handle and its alerts' handles."""
+    return bytes(h.info_hashes().get_best().to_bytes())
+
+
+def write_torrent(path: str, info: bytes) -> None:
+    """``d4:info<info>e``, byte-exact, written atomically and synced (as magnetar does)."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as out:
+        out.write(b"d4:info" + info + b"e")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
