@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -82,7 +83,10 @@ SCENARIOS = (
     "tracker-http",
     "dht-dead-tracker",
     "encrypted-seeds",
+    "bulk",
 )
+#: Torrents in the bulk scenario, unless --bulk-count says otherwise.
+BULK_COUNT = 50
 LT_CLIENT = ROOT / "scripts" / "lt_resolve_client.py"
 #: A "DHT" that never answers (the discard port on loopback).
 NOWHERE: Addr = ("127.0.0.1", 9)
@@ -221,10 +225,13 @@ class Runner:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     _runs: int = 0
 
-    def run(self, tool: str, run: int, target: Target, *, lt_kick: float) -> Sample:
+    def run(self, tool: str, run: int, target: Target | list[Target], *, lt_kick: float) -> Sample:
+        """One tool's run on one target, or on all of a list at once (the bulk scenario)."""
         self._runs += 1
         where = Path(tempfile.mkdtemp(prefix=f"{tool}-", dir=self.workdir))
         try:
+            if isinstance(target, list):
+                return self._bulk(tool, run, target, where, lt_kick)
             if tool == "magnetar":
                 return self._magnetar(run, target, where)
             if tool == "libtorrent":
@@ -233,40 +240,77 @@ class Runner:
         finally:
             shutil.rmtree(where, ignore_errors=True)
 
-    def _check(self, sample: Sample, out: Path, target: Target, t: Timed) -> Sample:
+    def _killed(self, t: Timed) -> str | None:
+        """Why a run failed before its output is even looked at (None: it exited)."""
         if t.returncode is None:
-            sample.ok, sample.error = False, f"killed after {self.timeout + GRACE_S:g} s"
+            return f"killed after {self.timeout + GRACE_S:g} s"
+        return None
+
+    def _check(self, sample: Sample, out: Path, target: Target, t: Timed) -> Sample:
+        if (killed := self._killed(t)) is not None:
+            sample.ok, sample.error = False, killed
         elif not out.exists():
             tail = " | ".join((t.stderr or t.stdout).strip().splitlines()[-3:])
             sample.ok, sample.error = False, f"exit {t.returncode}, no .torrent: {tail[-300:]}"
         else:
-            data = out.read_bytes()
-            try:
-                got = data[info_span(data)]
-            except ValueError as exc:
-                sample.ok, sample.error = False, f"bad .torrent: {exc}"
-            else:
-                sample.ok = got == target.info
-                if not sample.ok:
-                    sample.error = "info dict differs from the seed's"
-                elif t.returncode != 0:
-                    sample.ok, sample.error = False, f"exit {t.returncode} with a good .torrent"
+            sample.error = verify_torrent(out.read_bytes(), target.info)
+            sample.ok = sample.error is None
+            if sample.ok and t.returncode != 0:
+                sample.ok, sample.error = False, f"exit {t.returncode} with a good .torrent"
         return sample
 
-    def _magnetar(self, run: int, target: Target, where: Path) -> Sample:
-        out = where / "out.torrent"
-        argv = [
+    def _check_bulk(self, sample: Sample, out: Path, targets: list[Target], t: Timed) -> Sample:
+        """Every target's info dict, byte for byte, in some .torrent under ``out``.
+
+        Files are matched by the SHA-1 of the info dict they hold, not by name: each tool names
+        its files its own way (magnetar by torrent name, the others by info-hash).
+        """
+        found: dict[bytes, bytes] = {}  # sha1(info) -> info, of every well-formed file
+        bad = 0
+        for path in sorted(out.glob("*.torrent")) if out.is_dir() else ():
+            data = path.read_bytes()
+            try:
+                info = data[info_span(data)]
+            except ValueError:
+                bad += 1
+                continue
+            found[hashlib.sha1(info).digest()] = info
+        verified = sum(1 for tg in targets if found.get(tg.info_hash) == tg.info)
+        sample.detail["verified"] = verified
+        sample.detail["magnets"] = len(targets)
+        missing = len(targets) - verified
+        if (killed := self._killed(t)) is not None:
+            sample.ok, sample.error = False, f"{killed}, {verified}/{len(targets)} verified"
+        elif missing or bad:
+            tail = " | ".join((t.stderr or t.stdout).strip().splitlines()[-2:])
+            sample.ok = False
+            sample.error = (
+                f"exit {t.returncode}, {verified}/{len(targets)} verified, {bad} malformed:"
+                f" {tail[-300:]}"
+            )
+        elif t.returncode != 0:
+            sample.ok, sample.error = False, f"exit {t.returncode} with all files good"
+        else:
+            sample.ok = True
+        return sample
+
+    def _magnetar_cmd(self, magnets: Sequence[str], dht: Addr, out: Path) -> list[str]:
+        return [
             *self.magnetar_argv,
             "resolve",
-            target.magnet,
+            *magnets,
             "-b",
-            f"{target.dht[0]}:{target.dht[1]}",
+            f"{dht[0]}:{dht[1]}",
             "-o",
             str(out),
             "--json",
             "--timeout",
             f"{self.timeout:g}",
         ]
+
+    def _magnetar(self, run: int, target: Target, where: Path) -> Sample:
+        out = where / "out.torrent"
+        argv = self._magnetar_cmd([target.magnet], target.dht, out)
         t = run_timed(argv, timeout=self.timeout + GRACE_S, cwd=where, env=self.magnetar_env)
         sample = self._check(Sample("magnetar", run, t.wall, False), out, target, t)
         with contextlib.suppress(ValueError, IndexError):
@@ -277,18 +321,19 @@ class Runner:
             }
         return sample
 
-    def _libtorrent(self, run: int, target: Target, where: Path, kick: float) -> Sample:
-        out = where / "out.torrent"
-        argv = [
+    def _libtorrent_cmd(
+        self, magnets: Sequence[str], dht: Addr, out: Path, kick: float
+    ) -> list[str]:
+        return [
             sys.executable,
             str(LT_CLIENT),
-            target.magnet,
+            *magnets,
             "-o",
             str(out),
             "--ip",
             f"{LT_CLIENT_NET}.{2 + self._runs % 250}",
             "--dht-node",
-            f"{target.dht[0]}:{target.dht[1]}",
+            f"{dht[0]}:{dht[1]}",
             "--timeout",
             f"{self.timeout:g}",
             "--kick",
@@ -296,6 +341,10 @@ class Runner:
             f"--teardown={self.lt_teardown}",
             *(f"--setting={item}" for item in self.lt_settings),
         ]
+
+    def _libtorrent(self, run: int, target: Target, where: Path, kick: float) -> Sample:
+        out = where / "out.torrent"
+        argv = self._libtorrent_cmd([target.magnet], target.dht, out, kick)
         t = run_timed(argv, timeout=self.timeout + GRACE_S, cwd=where, env=self.env)
         sample = self._check(Sample("libtorrent", run, t.wall, False), out, target, t)
         with contextlib.suppress(ValueError, IndexError):
@@ -306,11 +355,12 @@ class Runner:
             }
         return sample
 
-    def _aria2c(self, run: int, target: Target, where: Path) -> Sample:
+    def _aria2c_cmd(self, dht: Addr, where: Path) -> list[str]:
+        """aria2c's options, magnets (or ``--input-file``) to be appended."""
         assert self.aria2c is not None
         ip = f"{ARIA2_NET}.{2 + self._runs % 250}"
         port = free_port(ip)
-        argv = [
+        return [
             self.aria2c,
             "--no-conf=true",
             f"--dir={where}",
@@ -319,7 +369,7 @@ class Runner:
             "--async-dns=false",
             "--enable-dht=true",
             "--enable-dht6=false",
-            f"--dht-entry-point={target.dht[0]}:{target.dht[1]}",
+            f"--dht-entry-point={dht[0]}:{dht[1]}",
             f"--dht-listen-port={port}",
             f"--listen-port={port}",
             f"--dht-file-path={where / 'dht.dat'}",
@@ -331,11 +381,74 @@ class Runner:
             f"--bt-stop-timeout={max(1, int(self.timeout))}",
             "--summary-interval=0",
             "--console-log-level=warn",
-            target.magnet,
         ]
+
+    def _aria2c(self, run: int, target: Target, where: Path) -> Sample:
+        argv = [*self._aria2c_cmd(target.dht, where), target.magnet]
         t = run_timed(argv, timeout=self.timeout + GRACE_S, cwd=where, env=self.env)
         out = where / f"{target.info_hash.hex()}.torrent"
         return self._check(Sample("aria2c", run, t.wall, False), out, target, t)
+
+    def _bulk(self, tool: str, run: int, targets: list[Target], where: Path, kick: float) -> Sample:
+        """All ``targets`` given to one process of ``tool``; timed until it exits.
+
+        Each tool gets its bulk mode: magnetar all links as arguments (one DHT node, links
+        resolved concurrently), the libtorrent client all magnets in one session, aria2c an
+        ``--input-file`` with every magnet as a download of its own, all run at once (several
+        magnets as arguments would be mirrors of *one* download to aria2c).
+        """
+        out = where / "out"
+        out.mkdir()
+        magnets = [tg.magnet for tg in targets]
+        dht = targets[0].dht
+        if tool == "magnetar":
+            argv, env = self._magnetar_cmd(magnets, dht, out), self.magnetar_env
+        elif tool == "libtorrent":
+            argv, env = self._libtorrent_cmd(magnets, dht, out, kick), self.env
+        else:
+            listing = where / "magnets.txt"
+            listing.write_text("".join(m + "\n" for m in magnets))
+            argv = [
+                *self._aria2c_cmd(dht, out),
+                f"--input-file={listing}",
+                f"--max-concurrent-downloads={len(magnets)}",
+            ]
+            env = self.env
+        t = run_timed(argv, timeout=self.timeout + GRACE_S, cwd=where, env=env)
+        sample = self._check_bulk(Sample(tool, run, t.wall, False), out, targets, t)
+        records = _json_lines(t.stdout)
+        if tool == "magnetar":
+            # One record per link, as each finished: their own resolve times, and why any failed.
+            link_s = [float(r["seconds"]) for r in records if r.get("ok") and "seconds" in r]
+            sample.detail["link_seconds"] = _stats(link_s)
+            fails = sorted({str(r.get("error")) for r in records if r.get("ok") is False})
+            if fails:
+                sample.detail["link_errors"] = fails[:5]
+        elif tool == "libtorrent" and records:
+            rec = records[-1]
+            sample.in_process = rec.get("seconds")
+            sample.detail.update({k: rec[k] for k in ("marks", "errors", "resolved") if k in rec})
+        return sample
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON objects among ``text``'s lines (others skipped)."""
+    out: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            rec = json.loads(line)
+            if isinstance(rec, dict):
+                out.append(rec)
+    return out
+
+
+def verify_torrent(data: bytes, info: bytes) -> str | None:
+    """None if the .torrent ``data`` holds exactly ``info``, else what is wrong."""
+    try:
+        got = data[info_span(data)]
+    except ValueError as exc:
+        return f"bad .torrent: {exc}"
+    return None if got == info else "info dict differs from the seed's"
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,8 +459,10 @@ class Scenario(Protocol):
     name: str
     description: str
 
-    def target(self, run: int, slot: int) -> contextlib.AbstractContextManager[Target]:
-        """A fresh target for tool number ``slot`` of run ``run``."""
+    def target(
+        self, run: int, slot: int
+    ) -> contextlib.AbstractContextManager[Target | list[Target]]:
+        """A fresh target (or all of the bulk scenario's) for tool ``slot`` of run ``run``."""
         ...
 
 
@@ -417,6 +532,46 @@ class DhtScenario:
             else:
                 seeder = swarm.seed(spec, node=SWARM_SIZE // 2)
             yield Target(magnet, spec.info, spec.info_hash, swarm[0].addr, _seed_addr(seeder))
+
+
+class BulkScenario:
+    """A fresh 12-node libtorrent swarm per tool and run, seeding ``count`` torrents at once.
+
+    The torrents are made once for the scenario, not per run as in :class:`DhtScenario`: every
+    swarm is fresh (no announce, no client left from another tool) and making hundreds of
+    torrents takes seconds. Seeding spreads them over the nodes other than the first (which
+    every tool is given), so that lookups and metadata fetches go to many peers at once, as
+    with real torrents.
+    """
+
+    def __init__(self, name: str, workdir: Path, count: int) -> None:
+        from tests.interop.ltswarm import make_torrent
+
+        self.name = name
+        self.description = (
+            f"{SWARM_SIZE}-node libtorrent DHT (fresh per tool and run), {count} single-file"
+            f" torrents seeded over {SWARM_SIZE - 1} nodes, all {count} bare magnets given to"
+            " one process"
+        )
+        self._specs = [make_torrent(workdir, "single") for _ in range(count)]
+
+    @contextlib.contextmanager
+    def target(self, run: int, slot: int) -> Iterator[list[Target]]:
+        from tests.interop.ltswarm import LtSwarm
+
+        with LtSwarm(SWARM_SIZE, first_ip=SWARM_FIRST_IP) as swarm:
+            seeders = [swarm[1 + i % (SWARM_SIZE - 1)] for i in range(len(self._specs))]
+            # Seed all first, then wait for the announces: they then spread in parallel.
+            for spec, node in zip(self._specs, seeders, strict=True):
+                node.seed(spec)
+            deadline = time.monotonic() + 30
+            for spec, node in zip(self._specs, seeders, strict=True):
+                left = max(0.1, deadline - time.monotonic())
+                swarm.wait_announced(spec.info_hash, min(3, SWARM_SIZE - 1), left, peer=node.addr)
+            yield [
+                Target(s.magnet, s.info, s.info_hash, swarm[0].addr, _seed_addr(node))
+                for s, node in zip(self._specs, seeders, strict=True)
+            ]
 
 
 class TrackerScenario:
@@ -591,7 +746,11 @@ def _stats(values: Sequence[float]) -> dict[str, float] | None:
     }
 
 
-def summarize(samples: list[Sample], tools: Sequence[str]) -> dict[str, Any]:
+def summarize(
+    samples: list[Sample], tools: Sequence[str], *, magnets: int | None = None
+) -> dict[str, Any]:
+    """Per tool: wall and in-process figures of the good runs, failures and their errors;
+    ``magnets``: how many each run resolved (bulk), for a throughput in magnets/s."""
     out: dict[str, Any] = {}
     for tool in tools:
         mine = [s for s in samples if s.tool == tool]
@@ -602,6 +761,15 @@ def summarize(samples: list[Sample], tools: Sequence[str]) -> dict[str, Any]:
             "wall": _stats([s.wall for s in good]),
             "in_process": _stats([s.in_process for s in good if s.in_process is not None]),
         }
+        if magnets is not None:
+            d["magnets_per_s"] = _stats([magnets / s.wall for s in good])
+            # magnetar's own time per link (each from its start, links overlapping): the
+            # median over runs of each run's median.
+            links = [
+                s.detail["link_seconds"]["median"] for s in good if s.detail.get("link_seconds")
+            ]
+            if links:
+                d["link_seconds_median"] = round(statistics.median(links), 4)
         if tool == "magnetar":
             outside = [s.wall - s.in_process for s in good if s.in_process is not None]
             d["outside_resolve"] = _stats(outside)
@@ -647,6 +815,8 @@ def report_scenario(name: str, description: str, summary: dict[str, Any], say: A
             continue
         fails = f", {d['failures']}/{d['runs']} failed" if d["failures"] else ""
         line = f"  {tool:<10} {_fmt(d['wall'])}{fails}"
+        if d.get("magnets_per_s"):
+            line += f"; {d['magnets_per_s']['median']:.1f} magnets/s"
         if tool == "magnetar" and d["in_process"]:
             line += (
                 f"; in-process {d['in_process']['median']:.4f} s, outside the resolve"
@@ -654,6 +824,8 @@ def report_scenario(name: str, description: str, summary: dict[str, Any], say: A
             )
         if tool == "libtorrent" and d["in_process"]:
             line += f"; in-process {d['in_process']['median']:.4f} s"
+        if "link_seconds_median" in d:
+            line += f"; each link {d['link_seconds_median']:.4f} s in-process (median)"
         say(line)
         if tool == "magnetar" and d.get("trace"):
             say(
@@ -714,6 +886,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " default) or as the environment has it",
     )
     p.add_argument("--warmup", type=int, default=1, help="unrecorded runs per scenario")
+    p.add_argument(
+        "--bulk-count",
+        type=int,
+        default=BULK_COUNT,
+        help=f"bulk scenario: torrents seeded, magnets given to each tool (default {BULK_COUNT})",
+    )
     p.add_argument("--json", action="store_true", help="print JSON on stdout (text on stderr)")
     args = p.parse_args(argv)
     args.scenario = args.scenario or list(SCENARIOS)
@@ -724,6 +902,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.tools = [t for t in TOOLS if t in tools]
     if args.runs < 1 or args.timeout <= 0 or args.baseline_runs < 0 or args.warmup < 0:
         p.error("need --runs >= 1, --timeout > 0, --baseline-runs >= 0, --warmup >= 0")
+    if args.bulk_count < 2:  # one magnet is the dht-single scenario (and a file, not a dir)
+        p.error("need --bulk-count >= 2")
     return args
 
 
@@ -783,6 +963,7 @@ def main(argv: list[str] | None = None) -> int:
             "lt_kick": args.lt_kick,
             "lt_settings": args.lt_setting,
             "lt_teardown": args.lt_teardown,
+            "bulk_count": args.bulk_count,
         },
         "tools": notes,
         "baselines": {},
@@ -835,6 +1016,8 @@ def run_scenario(
             scenario = TrackerScenario(
                 name, scen_dir, scheme, args.warmup + args.runs, len(tools), stack
             )
+        elif name == "bulk":
+            scenario = BulkScenario(name, scen_dir, args.bulk_count)
         else:
             kind = {"dht-multi": "multi", "dht-big": "big"}.get(name, "single")
             scenario = DhtScenario(
@@ -856,12 +1039,14 @@ def run_scenario(
                 with scenario.target(run, slot) as target:
                     sample = runner.run(tool, n, target, lt_kick=args.lt_kick)
                 status = "ok" if sample.ok else f"FAILED ({sample.error})"
+                if "verified" in sample.detail:
+                    status += f", {sample.detail['verified']}/{sample.detail['magnets']} verified"
                 inproc = f" (in-process {sample.in_process:.4f})" if sample.in_process else ""
                 where = f"[{name} warm-up]" if warm else f"[{name} run {n + 1}/{args.runs}]"
                 log(f"  {where} {tool}: {sample.wall:.3f} s{inproc} {status}")
                 if not warm:
                     samples.append(sample)
-        summary = summarize(samples, tools)
+        summary = summarize(samples, tools, magnets=args.bulk_count if name == "bulk" else None)
         report_scenario(name, scenario.description, summary, say)
         return {
             "description": scenario.description,
