@@ -33,6 +33,13 @@ Scenarios (``--scenario``, repeatable; default all):
   (``udp://127.0.0.1:1``) and a black hole (a bound socket that never answers).
 * ``encrypted-seeds``: as dht-single, the seed accepting only RC4-encrypted connections;
   every tool with its default settings.
+* ``bulk``: ``--bulk-count`` torrents (default 50) seeded over the 11 nodes of a fresh 12-node
+  DHT (per tool and run) other than the first, and all their bare magnets given to one process
+  of each tool, timed until it exits: ``magnetar resolve M1 M2 ... -o DIR`` (one DHT node, its
+  default ``--concurrency``), the libtorrent client with every magnet in its one session, and
+  aria2c with an ``--input-file`` of them, all downloads at once. Every .torrent in the
+  directory is checked (matched by the SHA-1 of its info dict); a run is good only if all are
+  there, byte-exact. Also reported: magnets/s (count / wall time).
 
 Tools run one after another within a run, their order rotating from run to run, so that noise
 from the rest of the machine hits all of them. Baselines first: ``python -c pass``,

@@ -96,3 +96,45 @@ def test_a_wrong_info_dict_is_a_failure(tmp_path: Path) -> None:
     assert runner._check(Sample("x", 0, timed.wall, False), out, target, timed).ok
     summary = summarize([sample], ["x"])
     assert summary["x"]["failures"] == 1 and summary["x"]["wall"] is None
+
+
+def test_bulk_both_tools_resolve_every_magnet_byte_exact() -> None:
+    pytest.importorskip("libtorrent", reason=LIBTORRENT_MISSING)
+    doc = bench(
+        "--scenario",
+        "bulk",
+        "--bulk-count",
+        "5",
+        "--tools",
+        "magnetar,libtorrent",
+        "--magnetar-src",
+        str(ROOT),
+        "--baseline-runs",
+        "0",
+    )
+    result = doc["scenarios"]["bulk"]
+    samples = {s["tool"]: s for s in result["samples"]}
+    assert set(samples) == {"magnetar", "libtorrent"}
+    for s in samples.values():
+        assert s["ok"], s
+        assert s["verified"] == s["magnets"] == 5
+    assert samples["libtorrent"]["resolved"] == 5
+    summary = result["summary"]
+    for tool in ("magnetar", "libtorrent"):
+        rate = summary[tool]["magnets_per_s"]["median"]
+        assert rate == pytest.approx(5 / summary[tool]["wall"]["median"], 1e-2)
+
+
+def test_bulk_check_needs_every_file_byte_exact(tmp_path: Path) -> None:
+    import hashlib
+
+    runner = Runner([], {}, None, 1.0, tmp_path)
+    infos = [b"d4:name1:ae", b"d4:name1:be"]
+    targets = [Target("", i, hashlib.sha1(i).digest(), ("", 0), ("", 0)) for i in infos]
+    timed = run_timed([sys.executable, "-c", "pass"], timeout=10, cwd=tmp_path, env={})
+    (tmp_path / "any-name.torrent").write_bytes(b"d4:info" + infos[0] + b"e")
+    sample = runner._check_bulk(Sample("x", 0, timed.wall, False), tmp_path, targets, timed)
+    assert not sample.ok and sample.detail["verified"] == 1
+    (tmp_path / "other.torrent").write_bytes(b"d4:info" + infos[1] + b"e")
+    sample = runner._check_bulk(Sample("x", 0, timed.wall, False), tmp_path, targets, timed)
+    assert sample.ok and sample.detail == {"verified": 2, "magnets": 2}
