@@ -33,6 +33,15 @@ def bench(*args: str) -> dict[str, Any]:
     return doc
 
 
+def good_samples(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A scenario's samples by tool: one each of magnetar and libtorrent, both good."""
+    samples = {s["tool"]: s for s in result["samples"]}
+    assert set(samples) == {"magnetar", "libtorrent"}
+    for s in samples.values():
+        assert s["ok"], s
+    return samples
+
+
 def test_dht_single_both_tools_resolve_byte_exact() -> None:
     pytest.importorskip("libtorrent", reason=LIBTORRENT_MISSING)
     doc = bench(
@@ -45,10 +54,8 @@ def test_dht_single_both_tools_resolve_byte_exact() -> None:
         "magnetar version",
     }
     result = doc["scenarios"]["dht-single"]
-    samples = {s["tool"]: s for s in result["samples"]}
-    assert set(samples) == {"magnetar", "libtorrent"}
+    samples = good_samples(result)
     for s in samples.values():
-        assert s["ok"], s
         assert 0 < s["in_process"] < s["wall"]
     assert samples["magnetar"]["source"] == "dht"
     assert samples["magnetar"]["trace"][-1]["phase"] == "metadata verified"
@@ -100,23 +107,11 @@ def test_a_wrong_info_dict_is_a_failure(tmp_path: Path) -> None:
 
 def test_bulk_both_tools_resolve_every_magnet_byte_exact() -> None:
     pytest.importorskip("libtorrent", reason=LIBTORRENT_MISSING)
-    doc = bench(
-        "--scenario",
-        "bulk",
-        "--bulk-count",
-        "5",
-        "--tools",
-        "magnetar,libtorrent",
-        "--magnetar-src",
-        str(ROOT),
-        "--baseline-runs",
-        "0",
-    )
+    tools = ["--tools", "magnetar,libtorrent", "--magnetar-src", str(ROOT)]
+    doc = bench("--scenario", "bulk", "--bulk-count", "5", *tools, "--baseline-runs", "0")
     result = doc["scenarios"]["bulk"]
-    samples = {s["tool"]: s for s in result["samples"]}
-    assert set(samples) == {"magnetar", "libtorrent"}
+    samples = good_samples(result)
     for s in samples.values():
-        assert s["ok"], s
         assert s["verified"] == s["magnets"] == 5
     assert samples["libtorrent"]["resolved"] == 5
     summary = result["summary"]
