@@ -515,6 +515,7 @@ async def _resolve_bulk(
             use_trackers=opts.use_trackers,
             trackers=opts.trackers,
             encryption=opts.encryption,
+            max_metadata_size=opts.max_metadata_mib * 1024 * 1024,
         ):
             if isinstance(result, ResolveError):
                 failed += 1
