@@ -160,8 +160,9 @@ class RoutingTable:
         joined once and kept until the table changes. BEP 5 does not ask for the nodes to be
         sorted. Otherwise the answer is cut from ``closest``.
         """
-        t = int.from_bytes(target, "big")
-        c = self._index(t)
+        c = ID_BITS - (int.from_bytes(target, "big") ^ self._own).bit_length()
+        if c >= len(self._buckets):
+            c = len(self._buckets) - 1  # self._index, inlined: this runs per query
         try:
             answer = self._answers[c]
         except KeyError:
