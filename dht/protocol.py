@@ -580,7 +580,10 @@ class DhtProtocol:
         target: bytes = q.target  # type: ignore[assignment]
         want = q.args.get(b"want")
         if not want:
-            r[self._nodes_key] = self._nodes_for(target)
+            if self.pool is None:
+                r[self._nodes_key] = self.routing.closest_compact(target)
+            else:
+                r[self._nodes_key] = self._nodes_for(target)
             return
         answered = False
         for family, key in ((4, b"n4"), (6, b"n6")):

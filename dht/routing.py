@@ -70,9 +70,6 @@ class Bucket:
     last_changed: float
     nodes: list[NodeEntry] = field(default_factory=list)  # least recently seen first
     replacements: list[NodeEntry] = field(default_factory=list)  # most recent last
-    # The bucket's nodes as one ``nodes`` answer, while it is full of live nodes (see
-    # RoutingTable.closest_compact); None when it must be built again.
-    answer: bytes | None = None
 
 
 class RoutingTable:
@@ -92,6 +89,9 @@ class RoutingTable:
         self.max_fails = max_fails
         self._buckets: list[Bucket] = [Bucket(now)]
         self._by_id: dict[bytes, NodeEntry] = {}
+        # Bucket index -> the ``nodes`` answer for every target in that bucket, or None when
+        # it depends on the target (see closest_compact); emptied whenever a bucket changes.
+        self._answers: dict[int, bytes | None] = {}
         self._next_questionable = 0.0  # no node can be questionable before then
 
     # --- queries of the table -----------------------------------------------------------------
@@ -152,23 +152,44 @@ class RoutingTable:
     def closest_compact(self, target: bytes) -> bytes:
         """The K closest live nodes as a compact ``nodes`` answer.
 
-        When the target falls in a bucket that is full of live nodes, those K nodes are
-        exactly the K closest (they share more bits with the target than any other node),
-        so the answer is the bucket's, joined once and kept until the bucket changes. BEP 5
-        does not ask for the nodes to be sorted. Other targets take ``closest``.
+        Runs for every find_node and get_peers a node answers. Seen from a target in bucket
+        ``c``, the table falls into groups each wholly closer than the next: bucket ``c``,
+        then the buckets after it together, then buckets ``c - 1``, ``c - 2``... When the K
+        closest end at the edge of a group (a full bucket ``c``, or a table of at most K
+        live nodes), they are the same set for every target in bucket ``c``: that answer is
+        joined once and kept until the table changes. BEP 5 does not ask for the nodes to be
+        sorted. Otherwise the answer is cut from ``closest``.
         """
-        t = int.from_bytes(target, "big")
-        c = self._index(t)
-        if c < len(self._buckets) - 1:
-            bucket = self._buckets[c]
-            answer = bucket.answer
-            if answer is not None:
-                return answer
-            nodes = bucket.nodes
-            if len(nodes) >= self.k and all(e.fails < self.max_fails for e in nodes):
-                bucket.answer = b"".join([e.compact for e in nodes])
-                return bucket.answer
-        return b"".join([e.compact for e in self.closest(target, self.k)])
+        c = ID_BITS - (int.from_bytes(target, "big") ^ self._own).bit_length()
+        if c >= len(self._buckets):
+            c = len(self._buckets) - 1  # self._index, inlined: this runs per query
+        try:
+            answer = self._answers[c]
+        except KeyError:
+            nodes = self._closest_groups(c)
+            answer = None if nodes is None else b"".join([e.compact for e in nodes])
+            self._answers[c] = answer
+        if answer is None:
+            return b"".join([e.compact for e in self.closest(target, self.k)])
+        return answer
+
+    def _closest_groups(self, c: int) -> list[NodeEntry] | None:
+        """The K closest live nodes for any target in bucket ``c``, or None when which ones
+        they are depends on the target (the K-th falls inside a group)."""
+        k = self.k
+        max_fails = self.max_fails
+        buckets = self._buckets
+        groups = [buckets[c].nodes, [e for b in buckets[c + 1 :] for e in b.nodes]]
+        groups += [buckets[j].nodes for j in range(c - 1, -1, -1)]
+        out: list[NodeEntry] = []
+        for group in groups:
+            live = [e for e in group if e.fails < max_fails]
+            if len(out) + len(live) > k:
+                return None
+            out += live
+            if len(out) == k:
+                break
+        return out
 
     def counts(self, now: float) -> tuple[int, int, int]:
         """(good, questionable, bad) node counts."""
@@ -240,9 +261,9 @@ class RoutingTable:
                     return AddResult.IGNORED  # keep the address we know works
                 entry.addr = addr
                 entry.compact = node_id + pack_addr(addr)
-                bucket.answer = None
+                self._answers.clear()
             if entry.fails >= self.max_fails:
-                bucket.answer = None  # a bad node comes back to life
+                self._answers.clear()  # a bad node comes back to life
             entry.last_reply = now
             entry.fails = 0
             if rtt is not None:
@@ -309,7 +330,7 @@ class RoutingTable:
         if entry.fails < self.max_fails:
             return
         bucket = self._buckets[self._index(entry.id_int)]
-        bucket.answer = None
+        self._answers.clear()
         # Evict only when something can take its place: a bad node in a bucket is harmless
         # (closest() skips it), and an empty slot would be no better.
         for i in range(len(bucket.replacements) - 1, -1, -1):
@@ -318,7 +339,7 @@ class RoutingTable:
                 del bucket.replacements[i]
                 self._evict(bucket, entry)
                 bucket.nodes.append(repl)
-                bucket.answer = None
+                self._answers.clear()
                 self._by_id[repl.id] = repl
                 bucket.last_changed = now
                 return
@@ -338,7 +359,7 @@ class RoutingTable:
         return NodeEntry(node_id, addr, id_to_int(node_id), compact, now)
 
     def _evict(self, bucket: Bucket, entry: NodeEntry) -> None:
-        bucket.answer = None
+        self._answers.clear()
         bucket.nodes.remove(entry)
         del self._by_id[entry.id]
 
@@ -366,7 +387,7 @@ class RoutingTable:
                     del bucket.replacements[i]
                     break
             if len(bucket.nodes) < self.k:
-                bucket.answer = None
+                self._answers.clear()
                 bucket.nodes.append(entry)
                 self._by_id[entry.id] = entry
                 bucket.last_changed = now
@@ -378,7 +399,7 @@ class RoutingTable:
                 if e.fails >= self.max_fails:
                     self._evict(bucket, e)
                     bucket.nodes.append(entry)
-                    bucket.answer = None
+                    self._answers.clear()
                     self._by_id[entry.id] = entry
                     bucket.last_changed = now
                     return AddResult.REPLACED
@@ -387,7 +408,7 @@ class RoutingTable:
 
     def _split(self, now: float) -> None:
         old = self._buckets[-1]
-        old.answer = None
+        self._answers.clear()
         new = Bucket(old.last_changed)
         self._buckets.append(new)
         depth = len(self._buckets) - 2  # prefix length the old last bucket now holds exactly

@@ -21,6 +21,8 @@ import bencode2
 
 from dht.ids import ID_LEN
 
+_bdecode = bencode2.bdecode
+
 __all__ = [
     "ERROR_GENERIC",
     "ERROR_METHOD_UNKNOWN",
@@ -192,24 +194,28 @@ def unpack_values(values: Any) -> tuple[Addr, ...]:
 
 
 def decode(data: bytes) -> Message:
-    """Decode one datagram. Raises only ``KrpcDecodeError``."""
+    """Decode one datagram. Raises only ``KrpcDecodeError``.
+
+    This runs for every datagram a node gets, so types are tested with ``type(x) is``:
+    bencode2 builds plain ``dict``, ``list``, ``bytes`` and ``int``, never subclasses.
+    """
     try:
-        msg = bencode2.bdecode(data)
+        msg = _bdecode(data)
     except Exception as exc:  # bencode2 raises BencodeDecodeError, and TypeError on odd input
         raise KrpcDecodeError(f"not bencoded: {exc}") from None
-    if not isinstance(msg, dict):
+    if type(msg) is not dict:
         raise KrpcDecodeError("not a dict")
     t = msg.get(b"t")
-    if not isinstance(t, bytes):
+    if type(t) is not bytes:
         raise KrpcDecodeError("no transaction id")
     y = msg.get(b"y")
+    if y == b"q":
+        return _decode_query(msg, t)
     if y is None:
         raise KrpcDecodeError("no message type", None)
     version = msg.get(b"v")
-    if not isinstance(version, bytes):
+    if type(version) is not bytes:
         version = None
-    if y == b"q":
-        return _decode_query(msg, t, version)
     if y == b"r":
         return _decode_response(msg, t, version)
     if y == b"e":
@@ -217,28 +223,36 @@ def decode(data: bytes) -> Message:
     raise KrpcDecodeError("unknown message type", t, is_query=False)
 
 
-def _decode_query(msg: dict[bytes, Any], t: bytes, version: bytes | None) -> Query:
+def _decode_query(msg: dict[bytes, Any], t: bytes) -> Query:
     method = msg.get(b"q")
     args = msg.get(b"a")
-    if not isinstance(method, bytes):
+    if type(method) is not bytes:
         raise KrpcDecodeError("query without method", t)
-    if not isinstance(args, dict):
+    if type(args) is not dict:
         raise KrpcDecodeError("query without arguments", t)
     node_id = args.get(b"id")
-    if not isinstance(node_id, bytes) or len(node_id) != ID_LEN:
+    if type(node_id) is not bytes or len(node_id) != ID_LEN:
         raise KrpcDecodeError("invalid id", t)
     target = None
     key = _TARGET_KEY.get(method)
     if key is not None:
         target = args.get(key)
-        if not isinstance(target, bytes) or len(target) != ID_LEN:
+        if type(target) is not bytes or len(target) != ID_LEN:
             raise KrpcDecodeError(f"invalid {key.decode()}", t)
         if method == b"announce_peer":
             _check_announce(args, t)
-    want = args.get(b"want")
-    if want is not None and not isinstance(want, list):
+    if b"want" in args and type(args[b"want"]) is not list:
         raise KrpcDecodeError("invalid want", t)
-    return Query(t, method, node_id, args, target, msg.get(b"ro") == 1, version)
+    version = msg.get(b"v")
+    return Query(
+        t,
+        method,
+        node_id,
+        args,
+        target,
+        msg.get(b"ro") == 1,
+        version if type(version) is bytes else None,
+    )
 
 
 def _check_announce(args: dict[bytes, Any], t: bytes) -> None:

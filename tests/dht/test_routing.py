@@ -128,19 +128,22 @@ def test_stale_buckets() -> None:
     st.lists(st.binary(min_size=20, max_size=20), max_size=200, unique=True),
     st.lists(st.binary(min_size=20, max_size=20), min_size=1, max_size=10),
     st.lists(st.integers(0, 199), max_size=30),
+    st.lists(st.binary(min_size=20, max_size=20), max_size=12, unique=True),
 )
 def test_compact_answer_is_the_k_closest_as_a_set(
-    ids: list[bytes], targets: list[bytes], failures: list[int]
+    ids: list[bytes], targets: list[bytes], failures: list[int], later: list[bytes]
 ) -> None:
     t = RoutingTable(OWN, now=0, k=8)
     for i, n in enumerate(ids):
         t.node_seen(n, addr(i), 0)
-    for rnd in range(2):
+    for rnd in range(3):
         for target in targets:
             data = t.closest_compact(target)
             got = {data[i : i + 20] for i in range(0, len(data), 26)}
             assert got == {e.id for e in t.closest(target, 8)}
-        # failures change liveness: cached answers must follow
+        # failures change liveness and new nodes arrive: cached answers must follow
         for f in failures:
             if f < len(ids):
                 t.node_failed(ids[f], 1 + rnd)
+        for i, n in enumerate(later):
+            t.node_seen(n, addr(1000 + i), 1 + rnd)
