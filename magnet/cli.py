@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from dht.wire import Addr
 
 app = typer.Typer(
@@ -400,7 +402,6 @@ def resolve(
         encryption=encryption,
     )
     routers = parse_bootstrap(bootstrap)
-    from dht.node import run
     from magnet.uri import MagnetError, parse_info_hash_or_magnet
 
     if len(links) == 1:
@@ -408,10 +409,28 @@ def resolve(
             link = parse_info_hash_or_magnet(links[0])
         except MagnetError as exc:
             fail(f"bad magnet link: {exc}")
+        _preload_http_client(opts, link.trackers)
+        from dht.node import run
+
         code = run(_resolve_one(link, output, routers, json_out, opts))
     else:
+        # Percent-encoding leaves letters alone: "tr=http" finds http and https trackers.
+        _preload_http_client(opts, ["http"] if any("tr=http" in s.lower() for s in links) else [])
+        from dht.node import run
+
         code = run(_resolve_bulk(links, output, routers, json_out, concurrency, opts))
     raise typer.Exit(code)
+
+
+def _preload_http_client(opts: _ResolveOptions, link_trackers: Sequence[str]) -> None:
+    """Start importing the HTTP client now if an HTTP tracker will be asked: it then loads
+    alongside the DHT and resolver modules instead of after them (~0.05 s sooner here)."""
+    if opts.use_trackers and any(
+        url.lower().startswith("http") for url in (*link_trackers, *opts.trackers)
+    ):
+        from magnet.trackers import preload_http_client
+
+        preload_http_client()
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,3 +154,37 @@ def test_node_runs_and_stops_on_sigint(testnet: str) -> None:
         err = node.stop()
     assert node.proc.returncode == 0
     assert "listening on" in err and "table" in err and "node stopped" in err
+
+
+@pytest.mark.parametrize(
+    ("link_trackers", "extra", "use_trackers", "expected"),
+    [
+        (["http://t.example/announce"], (), True, True),
+        (["udp://t.example:80"], ("HTTPS://t2.example/announce",), True, True),
+        (["udp://t.example:80"], (), True, False),
+        (["http://t.example/announce"], (), False, False),  # --no-trackers
+    ],
+)
+def test_http_client_is_preloaded_only_when_an_http_tracker_will_be_asked(
+    monkeypatch: pytest.MonkeyPatch,
+    link_trackers: list[str],
+    extra: tuple[str, ...],
+    use_trackers: bool,
+    expected: bool,
+) -> None:
+    import magnet.trackers
+    from magnet.cli import _preload_http_client, _ResolveOptions
+
+    calls: list[None] = []
+    monkeypatch.setattr(magnet.trackers, "preload_http_client", lambda: calls.append(None))
+    opts = _ResolveOptions(
+        timeout=1.0,
+        max_connections=1,
+        max_metadata_mib=1,
+        use_dht=True,
+        use_trackers=use_trackers,
+        trackers=extra,
+        encryption="auto",
+    )
+    _preload_http_client(opts, link_trackers)
+    assert bool(calls) == expected

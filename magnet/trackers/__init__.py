@@ -41,6 +41,7 @@ __all__ = [
     "ScrapeStats",
     "TrackerError",
     "announce",
+    "preload_http_client",
     "scrape",
 ]
 
@@ -93,14 +94,16 @@ class _Loader:
         finally:
             self._done.set()
 
+    def start(self) -> None:
+        """Begin the import now, if nobody has (returns at once)."""
+        with self._lock:
+            if not self._started:
+                self._started = True
+                threading.Thread(target=self._run, name=f"import {self.name}", daemon=True).start()
+
     async def wait(self) -> None:
         if not self._done.is_set():
-            with self._lock:
-                if not self._started:
-                    self._started = True
-                    threading.Thread(
-                        target=self._run, name=f"import {self.name}", daemon=True
-                    ).start()
+            self.start()
             # Polled rather than signalled: waiters may sit on different loops, and the
             # import takes 0.1 s or more, so 5 ms of granularity costs nothing.
             while not self._done.is_set():
@@ -110,6 +113,17 @@ class _Loader:
 
 
 _aiohttp = _Loader("aiohttp")
+
+
+def preload_http_client() -> None:
+    """Start importing the HTTP tracker client (aiohttp) in the background, now.
+
+    For callers that know early that an HTTP tracker will be asked: most of the import is
+    aiohttp loading the CA store into two SSL contexts, which runs without the GIL, so it
+    overlaps whatever the caller imports and sets up meanwhile instead of following it.
+    """
+    if "aiohttp" not in sys.modules:
+        _aiohttp.start()
 
 
 async def _load_aiohttp() -> None:

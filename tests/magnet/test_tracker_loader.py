@@ -84,3 +84,18 @@ def test_import_error_reaches_every_waiter() -> None:
 
     results = asyncio.run(asyncio.wait_for(main(), 10))
     assert all(isinstance(r, ModuleNotFoundError) for r in results)
+
+
+def test_start_begins_the_import_without_a_loop(slow_module: tuple[str, threading.Event]) -> None:
+    # preload_http_client's path: called from synchronous code, before any loop runs.
+    name, go = slow_module
+    loader = _Loader(name)
+    loader.start()
+    loader.start()  # a second call starts nothing more
+    threads = _import_threads()
+    assert len(threads) == 1 and threads[0].daemon
+    assert name not in sys.modules or not hasattr(sys.modules[name], "VALUE")
+    go.set()
+    threads[0].join(5)
+    asyncio.run(asyncio.wait_for(loader.wait(), 5))
+    assert sys.modules[name].VALUE == 42
