@@ -340,7 +340,8 @@ def resolve(
         list[str],
         typer.Argument(
             metavar="MAGNET...",
-            help="Magnet links or info-hashes; '-' reads them from stdin, a file name from it.",
+            help="Magnet links or info-hashes; '-' reads them from stdin and a file name from"
+            " that file, one a line.",
         ),
     ],
     output: Annotated[
