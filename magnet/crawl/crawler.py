@@ -46,7 +46,6 @@ __all__ = ["CrawlConfig", "CrawlError", "CrawlReport", "Crawler", "spread_ids"]
 log = logging.getLogger("magnet.crawl")
 
 TICK_S = 0.25  # housekeeping: flushes, progress, health, start-up check
-RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -187,7 +186,6 @@ class Crawler:
                 bootstrap_routers=cfg.bootstrap if cfg.bootstrap is not None else DEFAULT_ROUTERS,
             )
             await node.start()
-            node.set_receive_buffer(RECEIVE_BUFFER_BYTES)
             node.add_listener(self._on_event)
             self.nodes.append(node)
             self._own_ports.update(a[1] for a in node.addrs)

@@ -108,3 +108,32 @@ def test_get_peers_on_an_empty_dht_ends_with_a_summary() -> None:
                 n.close()
 
     run(main())
+
+
+def _rmem_max() -> int:
+    try:
+        with open("/proc/sys/net/core/rmem_max") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0
+
+
+@pytest.mark.skipif(_rmem_max() < 1 << 20, reason="the kernel caps receive buffers low here")
+def test_sockets_get_room_for_a_burst_of_answers() -> None:
+    import socket
+
+    from dht.node import RECEIVE_BUFFER_BYTES
+
+    async def main() -> tuple[int, int]:
+        sizes = []
+        for buffer in (RECEIVE_BUFFER_BYTES, None):
+            async with Node("127.0.0.1", 0, bootstrap_routers=[], receive_buffer=buffer) as node:
+                transport = node._endpoints[4].transport
+                assert transport is not None
+                sock = transport.get_extra_info("socket")
+                sizes.append(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+        return sizes[0], sizes[1]
+
+    wide, default = run(main())
+    # Linux reports twice what was granted; granted is min(asked, rmem_max).
+    assert wide >= min(RECEIVE_BUFFER_BYTES, _rmem_max()) > default
