@@ -42,6 +42,11 @@ log = logging.getLogger("dht.node")
 # resolves on loopback took 3 s instead of 0.14 s. The kernel caps the request at
 # net.core.rmem_max and only uses the room when datagrams are waiting.
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+# What one answer costs in the receive buffer: the kernel charges a datagram's whole
+# allocation (~1-2 KiB for a DHT answer of a few hundred bytes), and reports the buffer at
+# twice the size asked for to cover that. Below MIN_PENDING queries out, lookups would crawl.
+ANSWER_FOOTPRINT_BYTES = 2048
+MIN_PENDING = 64
 
 # Request ids of the IPv6 core start here, so one number names one request in the node.
 _V6_REQUEST_IDS = 1 << 40
@@ -266,18 +271,23 @@ class Node:
         port = self.port
         try:
             for family, host in binds:
-                core = DhtProtocol(
-                    node_id,
-                    rng=self._rng,
-                    now=loop.time(),
-                    config=self._config,
-                    family=family,
-                    first_request_id=_V6_REQUEST_IDS if family == 6 else 1,
-                )
-                node_id = core.node_id  # one id for both families (BEP 32)
-                endpoint = _Endpoint(self, core)
                 sock = _bind(family, host, port, self.receive_buffer)
-                await loop.create_datagram_endpoint(endpoint.itself, sock=sock)
+                try:
+                    self._fit_pending_to(sock)
+                    core = DhtProtocol(
+                        node_id,
+                        rng=self._rng,
+                        now=loop.time(),
+                        config=self._config,
+                        family=family,
+                        first_request_id=_V6_REQUEST_IDS if family == 6 else 1,
+                    )
+                    endpoint = _Endpoint(self, core)
+                    await loop.create_datagram_endpoint(endpoint.itself, sock=sock)
+                except BaseException:
+                    sock.close()
+                    raise
+                node_id = core.node_id  # one id for both families (BEP 32)
                 self._endpoints[family] = endpoint
                 port = port or int(sock.getsockname()[1])
         except BaseException:
@@ -287,6 +297,30 @@ class Node:
             self._endpoints[4].core.sibling = self._endpoints[6].core
             self._endpoints[6].core.sibling = self._endpoints[4].core
         return self
+
+    def _fit_pending_to(self, sock: socket.socket) -> None:
+        """Keep the queries we have out within what the socket can hold answers for.
+
+        Every pending query may bring one answer, and they can all arrive at once (a burst
+        of lookups on a fast network); answers beyond the receive buffer are dropped by the
+        kernel and their lookups wait out timeouts. Where net.core.rmem_max keeps the buffer
+        small (~208 KiB on a stock Linux), fewer queries out makes lookups queue instead.
+        """
+        try:
+            granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        except OSError:
+            return
+        fits = max(MIN_PENDING, granted // ANSWER_FOOTPRINT_BYTES)
+        if fits < self._config.max_pending:
+            from dataclasses import replace
+
+            log.debug(
+                "%d queries in flight at most: the socket holds %d KiB of answers"
+                " (raise net.core.rmem_max for more)",
+                fits,
+                granted // 1024,
+            )
+            self._config = replace(self._config, max_pending=fits)
 
     async def __aenter__(self) -> Node:
         return await self.start()

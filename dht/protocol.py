@@ -712,9 +712,13 @@ class DhtProtocol:
             return
         lookup = state.lookup
         method, args = self._lookup_query(state)
-        for cand in lookup.next_requests():
+        batch = lookup.next_requests()
+        for i, cand in enumerate(batch):
             if self._send_query(cand.addr, method, args, now, (state, cand), cand.id) is None:
-                lookup.unsend(cand)
+                # No slot: give back this candidate and the rest of the batch (all marked
+                # as asked), or the lookup would wait forever for answers never asked for.
+                for unsent in batch[i:]:
+                    lookup.unsend(unsent)
                 if state not in self._waiting:
                     self._waiting.append(state)
                 break

@@ -137,3 +137,55 @@ def test_sockets_get_room_for_a_burst_of_answers() -> None:
     wide, default = run(main())
     # Linux reports twice what was granted; granted is min(asked, rmem_max).
     assert wide >= min(RECEIVE_BUFFER_BYTES, _rmem_max()) > default
+
+
+def test_queries_out_are_capped_by_what_the_socket_can_hold() -> None:
+    async def main() -> tuple[int, int]:
+        async with (
+            Node("127.0.0.1", 0, bootstrap_routers=[], receive_buffer=65536) as small,
+            Node("127.0.0.1", 0, bootstrap_routers=[], receive_buffer=1 << 30) as wide,
+        ):
+            return small.core.config.max_pending, wide.core.config.max_pending
+
+    small, wide = run(main())
+    assert small < DhtConfig().max_pending  # 128 KiB reported by Linux: 64 answers
+    assert small >= 64
+    assert wide <= DhtConfig().max_pending  # never raised above what was configured
+
+
+def _receive_buffer_drops() -> int | None:
+    try:
+        with open("/proc/net/snmp") as f:
+            rows = [line.split() for line in f if line.startswith("Udp:")]
+        return int(rows[1][rows[0].index("RcvbufErrors")])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@pytest.mark.skipif(_receive_buffer_drops() is None, reason="no UDP counters to read")
+def test_a_burst_of_lookups_from_a_small_buffer_loses_no_answers() -> None:
+    # A stock kernel's receive buffer (~208 KiB): 200 lookups at once would have far more
+    # answers in flight than it holds; the cap on queries out makes them queue instead.
+    from dht.testnet import Testnet
+
+    async def main() -> int:
+        async with (
+            Testnet(24, seed=5) as net,
+            Node(
+                "127.0.0.1",
+                0,
+                bootstrap_routers=net.bootstrap_addrs(3),
+                config=DhtConfig(read_only=True),
+                receive_buffer=212992,
+            ) as node,
+        ):
+            await node.bootstrap()
+            before = _receive_buffer_drops()
+            assert before is not None
+            results = await asyncio.gather(*(node.find_node(os.urandom(20)) for _ in range(200)))
+            after = _receive_buffer_drops()
+            assert after is not None
+            assert all(results)
+            return after - before
+
+    assert run(main(), timeout=60) == 0

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from dht.events import PeersFound
-from dht.simulation import SimNetwork, SimNode
+from dht.simulation import SimNetwork, SimNode, sim_config
 
 
 def lookup_accuracy(net: SimNetwork, nodes: list[SimNode], lookups: int) -> tuple[float, float]:
@@ -103,3 +103,24 @@ def test_bootstrap_retries_with_backoff_when_nobody_answers() -> None:
     stalls = [e for e in lonely.events if isinstance(e, BootstrapStalled)]
     assert len(stalls) >= 2
     assert [s.retry_in for s in stalls[:3]] == [2.0, 4.0, 8.0][: len(stalls[:3])]
+
+
+def test_lookups_beyond_the_transaction_table_queue_and_all_finish() -> None:
+    # 40 lookups of alpha 3 from a node with 8 transaction slots: most of each batch finds
+    # no slot. Each lookup must give back what it could not send and wait its turn; one
+    # that kept phantom requests "in flight" would sit until its 60 s lookup timeout.
+    from dht.events import LookupDone
+
+    net = SimNetwork(seed=12, latency=(0.01, 0.05))
+    net.grow(150)
+    busy = net.add_node(config=sim_config(max_pending=8))
+    net.bootstrap(busy, [next(iter(net.nodes))])
+    net.run_for(5)
+    start = net.now
+    rids = [net.find_node(busy, net.random_target()) for _ in range(40)]
+    net.run_for(20)
+    done = {e.request_id: e for e in busy.events if isinstance(e, LookupDone)}
+    assert set(rids) <= set(done)
+    assert not any(done[r].timed_out for r in rids)
+    assert all(done[r].replied >= 8 for r in rids)
+    assert net.now - start < 30
