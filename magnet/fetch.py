@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -78,17 +79,38 @@ class ResolveResult:
         )
 
 
+# Linux's TCP_QUICKACK: acknowledge at once instead of up to 40 ms later. A seed that sends
+# each 16 KiB metadata piece as several segments with Nagle's algorithm on holds the last,
+# short one until our ACK for the others arrives, and we send nothing back (no next request)
+# until the piece is whole: each such piece then waits out our delayed ACK. libtorrent seeds
+# did this in about half of our >1 MiB resolves (10 ms or 50 ms). The kernel turns quick
+# mode off again by itself, so it is re-armed on every read.
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+
 class _PeerProtocol(asyncio.Protocol):
     def __init__(self, fetcher: _Fetcher, addr: Addr) -> None:
         self.fetcher = fetcher
         self.addr = addr
         self.transport: asyncio.Transport | None = None
+        self._sock: socket.socket | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if _QUICKACK is not None:
+            self._sock = transport.get_extra_info("socket")
+            self._ack_quickly()
         self.fetcher.connected(self)
 
+    def _ack_quickly(self) -> None:
+        if self._sock is not None and _QUICKACK is not None:
+            try:
+                self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:
+                self._sock = None  # not a TCP socket we may tune: stop trying
+
     def data_received(self, data: bytes) -> None:
+        self._ack_quickly()
         self.fetcher.received(self.addr, data)
 
     def connection_lost(self, exc: Exception | None) -> None:

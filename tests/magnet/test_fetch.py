@@ -184,3 +184,39 @@ def test_v2_only_magnet_uses_the_truncated_hash() -> None:
             server.close()
 
     run(main())
+
+
+@pytest.mark.skipif(not hasattr(__import__("socket"), "TCP_QUICKACK"), reason="Linux only")
+def test_peer_connections_acknowledge_at_once() -> None:
+    # Delayed ACKs stalled metadata pieces from Nagle-sending seeds by 40 ms each.
+    import socket
+
+    from magnet.fetch import _PeerProtocol
+
+    class _Recorder:
+        def connected(self, proto: object) -> None:
+            pass
+
+        def received(self, addr: object, data: bytes) -> None:
+            pass
+
+    async def main() -> tuple[int, int]:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        transport, proto = await loop.create_connection(
+            lambda: _PeerProtocol(_Recorder(), ("127.0.0.1", port)),  # type: ignore[arg-type]
+            "127.0.0.1",
+            port,
+        )
+        sock = transport.get_extra_info("socket")
+        after_connect = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
+        proto.data_received(b"x")
+        after_read = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK)
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        return after_connect, after_read
+
+    assert run(main()) == (1, 1)
