@@ -168,8 +168,8 @@ def test_peers_forms() -> None:
 
 
 def test_dht_nodes() -> None:
-    link = parse(f"{BASE}&dht=router.bittorrent.com:6881&dht=[::1]:6881")
-    assert link.dht_nodes == (("router.bittorrent.com", 6881), ("::1", 6881))
+    link = parse(f"{BASE}&dht=node.example.org:6881&dht=[::1]:6881")
+    assert link.dht_nodes == (("node.example.org", 6881), ("::1", 6881))
 
 
 def test_exact_length() -> None:
