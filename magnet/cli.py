@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -444,6 +444,18 @@ class _ResolveOptions:
     trackers: tuple[str, ...]
     encryption: str
 
+    def resolve_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``magnet.resolve`` (and ``resolve_many``), one link or many."""
+        return {
+            "timeout": self.timeout,
+            "max_connections": self.max_connections,
+            "max_metadata_size": self.max_metadata_mib * 1024 * 1024,
+            "use_dht": self.use_dht,
+            "use_trackers": self.use_trackers,
+            "trackers": self.trackers,
+            "encryption": self.encryption,
+        }
+
 
 async def _resolve_one(
     link: object,
@@ -464,14 +476,8 @@ async def _resolve_one(
         result = await resolve(
             link,
             bootstrap=routers,
-            timeout=opts.timeout,
-            use_dht=opts.use_dht,
-            use_trackers=opts.use_trackers,
-            trackers=opts.trackers,
-            encryption=opts.encryption,
-            max_connections=opts.max_connections,
-            max_metadata_size=opts.max_metadata_mib * 1024 * 1024,
             on_progress=show.update if show else None,
+            **opts.resolve_options(),
         )
     except ResolveError as exc:
         if show:
@@ -529,13 +535,7 @@ async def _resolve_bulk(
             links,
             node=node,
             concurrency=concurrency,
-            timeout=opts.timeout,
-            max_connections=opts.max_connections,
-            use_dht=opts.use_dht,
-            use_trackers=opts.use_trackers,
-            trackers=opts.trackers,
-            encryption=opts.encryption,
-            max_metadata_size=opts.max_metadata_mib * 1024 * 1024,
+            **opts.resolve_options(),
         ):
             if isinstance(result, ResolveError):
                 failed += 1

@@ -54,6 +54,7 @@ from scripts.krpc_load import (  # noqa: E402
     run_load_in_process,
     run_trivial_responder,
 )
+from scripts.lt_resolve_client import setting_value  # noqa: E402
 
 Addr = tuple[str, int]
 TARGETS = ("trivial", "libtorrent", "ours")
@@ -270,17 +271,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         name, sep, value = item.partition("=")
         if not sep:
             p.error(f"--lt-setting wants NAME=VALUE, got {item!r}")
-        args.lt_settings[name] = _setting_value(value)
+        args.lt_settings[name] = setting_value(value)
     return args
-
-
-def _setting_value(text: str) -> int | bool | str:
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 def main(argv: list[str] | None = None) -> int:

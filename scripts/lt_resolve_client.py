@@ -6,9 +6,8 @@ A separate process on purpose: the benchmark times it from process start (Python
 ``import libtorrent`` included) to exit, like ``magnetar resolve``. It imports nothing but the
 standard library and libtorrent, so that its start-up is a fair baseline.
 
-What it does, the way a well-tuned libtorrent client would on a private loopback DHT (the
-settings are those of ``tests/interop/ltswarm.py``'s ``loopback_settings``, repeated here so
-that this script does not import the harness):
+What it does, the way a well-tuned libtorrent client would on a private loopback DHT (its
+``PRIVATE_LOOPBACK_SETTINGS`` are what ``tests/interop/ltswarm.py`` builds on too):
 
 * one session on its own loopback address (``--ip``), DHT nodes added with ``add_dht_node``
   *before* the DHT is switched on, so libtorrent bootstraps from them at once;
@@ -84,12 +83,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         name, sep, value = item.partition("=")
         if not sep:
             p.error(f"--setting wants NAME=VALUE, got {item!r}")
-        extra[name] = _value(value)
+        extra[name] = setting_value(value)
     args.extra = extra
     return args
 
 
-def _value(text: str) -> int | bool | str:
+def setting_value(text: str) -> int | bool | str:
+    """A libtorrent setting's value from the command line: bool, int, else the string."""
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
     try:
@@ -98,29 +98,45 @@ def _value(text: str) -> int | bool | str:
         return text
 
 
+#: What every libtorrent session in a private DHT on loopback needs, for the benchmark's client
+#: and the test harness alike (tests/interop/ltswarm.py builds on it). Kept in this stdlib-only
+#: module so that the client imports nothing to get it.
+PRIVATE_LOOPBACK_SETTINGS: dict[str, Any] = {
+    "enable_lsd": False,
+    "enable_upnp": False,
+    "enable_natpmp": False,
+    "enable_ip_notifier": False,
+    "dht_bootstrap_nodes": "",
+    # Loopback nodes share an IP and have arbitrary ids: libtorrent's public-DHT hygiene
+    # would keep every one of them out.
+    "dht_restrict_routing_ips": False,
+    "dht_restrict_search_ips": False,
+    "dht_enforce_node_id": False,
+    "dht_prefer_verified_node_ids": False,
+    "dht_ignore_dark_internet": False,
+    # In a small swarm every node carries all traffic: the 8000 B/s and 5 queries/s per IP
+    # defaults drop replies and block our querier (see shared/README.md).
+    "dht_upload_rate_limit": 1_000_000,
+    "dht_block_ratelimit": 10_000,
+    "dht_block_timeout": 5,
+    # Peer connections over TCP only: a session with (even closed) uTP connections takes
+    # ~0.1-3 s to destroy, holding the GIL all along; with TCP only it takes ~2 ms.
+    "enable_outgoing_utp": False,
+    "enable_incoming_utp": False,
+    # Nothing should wait on a tracker, at start or at shutdown.
+    "stop_tracker_timeout": 1,
+    "alert_queue_size": 10_000,
+}
+
+
 def loopback_settings(lt: Any, ip: str) -> dict[str, Any]:
-    """``tests/interop/ltswarm.loopback_settings(ip)`` with the DHT initially off."""
+    """The client's session: private loopback DHT, switched on once the nodes are added."""
     cat = lt.alert.category_t
     return {
+        **PRIVATE_LOOPBACK_SETTINGS,
         "listen_interfaces": f"{ip}:0",
         "outgoing_interfaces": ip,
         "enable_dht": False,  # switched on once the nodes are added
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "enable_ip_notifier": False,
-        "dht_bootstrap_nodes": "",
-        "dht_restrict_routing_ips": False,
-        "dht_restrict_search_ips": False,
-        "dht_enforce_node_id": False,
-        "dht_prefer_verified_node_ids": False,
-        "dht_ignore_dark_internet": False,
-        "dht_upload_rate_limit": 1_000_000,
-        "dht_block_ratelimit": 10_000,
-        "dht_block_timeout": 5,
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
-        "stop_tracker_timeout": 1,
         "alert_mask": (
             cat.error_notification
             | cat.status_notification
@@ -128,7 +144,6 @@ def loopback_settings(lt: Any, ip: str) -> dict[str, Any]:
             | cat.dht_operation_notification
             | cat.tracker_notification
         ),
-        "alert_queue_size": 10_000,
         "user_agent": "magnetar-bench-lt",
     }
 

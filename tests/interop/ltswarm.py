@@ -49,6 +49,8 @@ from typing import Any, Literal, cast
 
 import libtorrent as lt
 
+from scripts.lt_resolve_client import PRIVATE_LOOPBACK_SETTINGS
+
 Addr = tuple[str, int]
 
 __all__ = [
@@ -104,30 +106,11 @@ def loopback_settings(ip: str, port: int = 0, **overrides: Any) -> dict[str, Any
     """
     listen = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
     settings: dict[str, Any] = {
+        **PRIVATE_LOOPBACK_SETTINGS,
         "listen_interfaces": listen,
         "outgoing_interfaces": ip,
         "enable_dht": True,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "enable_ip_notifier": False,
-        "dht_bootstrap_nodes": "",
-        "dht_restrict_routing_ips": False,
-        "dht_restrict_search_ips": False,
-        "dht_enforce_node_id": False,
-        "dht_prefer_verified_node_ids": False,
-        "dht_ignore_dark_internet": False,
-        "dht_upload_rate_limit": 1_000_000,
-        "dht_block_ratelimit": 10_000,
-        "dht_block_timeout": 5,
-        # Peer connections over TCP only: a session with (even closed) uTP connections takes
-        # ~0.1-3 s to destroy, holding the GIL all along; with TCP only it takes ~2 ms.
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
-        # Nothing in a test should wait on a tracker, at start or at shutdown.
-        "stop_tracker_timeout": 1,
         "alert_mask": DEFAULT_ALERT_MASK,
-        "alert_queue_size": 10_000,
         "user_agent": "magnetar-ltswarm",
     }
     settings.update(overrides)
