@@ -188,3 +188,26 @@ def test_http_client_is_preloaded_only_when_an_http_tracker_will_be_asked(
     )
     _preload_http_client(opts, link_trackers)
     assert bool(calls) == expected
+
+
+def test_one_link_and_many_get_the_same_resolve_options() -> None:
+    # Bulk once dropped --max-metadata-size: both paths now take one dict, checked here
+    # against what magnet.resolve accepts.
+    import inspect
+
+    from magnet.cli import _ResolveOptions
+    from magnet.fetch import resolve
+
+    opts = _ResolveOptions(
+        timeout=2.0,
+        max_connections=3,
+        max_metadata_mib=5,
+        use_dht=False,
+        use_trackers=True,
+        trackers=("udp://t.example:1",),
+        encryption="off",
+    )
+    options = opts.resolve_options()
+    assert set(options) <= set(inspect.signature(resolve).parameters)
+    assert options["max_metadata_size"] == 5 * 1024 * 1024
+    assert options["timeout"] == 2.0 and options["encryption"] == "off"
