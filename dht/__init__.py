@@ -10,15 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dht.node import DhtQueryError, Node, PeerStream
+    from dht.io.node import DhtQueryError, Node, PeerStream
     from dht.protocol import DhtConfig, DhtProtocol
 
 __all__ = ["DhtConfig", "DhtProtocol", "DhtQueryError", "Node", "PeerStream"]
 
 _LAZY = {
-    "Node": "dht.node",
-    "PeerStream": "dht.node",
-    "DhtQueryError": "dht.node",
+    "Node": "dht.io.node",
+    "PeerStream": "dht.io.node",
+    "DhtQueryError": "dht.io.node",
     "DhtConfig": "dht.protocol",
     "DhtProtocol": "dht.protocol",
 }

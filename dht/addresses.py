@@ -17,7 +17,14 @@ from collections.abc import Iterable
 
 from dht.wire import Addr
 
-__all__ = ["AddressClass", "AddressPolicy", "classify", "classify_packed"]
+__all__ = [
+    "AddressClass",
+    "AddressPolicy",
+    "classify",
+    "classify_packed",
+    "format_hostport",
+    "parse_hostport",
+]
 
 
 class AddressClass(enum.IntEnum):
@@ -274,3 +281,33 @@ class AddressPolicy:
 
     def __hash__(self) -> int:
         return hash((self.allow_private, self.allow_loopback))
+
+
+def parse_hostport(text: str, default_port: int | None = None) -> Addr:
+    """``host:port``, ``1.2.3.4:port`` or ``[v6]:port`` -> (host, port). Raises ValueError."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep:
+            raise ValueError(f"{text!r}: missing ']'")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{text!r}: expected ':' after ']'")
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ValueError(f"{text!r}: no host")
+    if not port_text:
+        if default_port is None:
+            raise ValueError(f"{text!r}: no port (expected HOST:PORT)")
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{text!r}: port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def format_hostport(addr: Addr) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

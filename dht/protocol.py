@@ -4,7 +4,7 @@
 current time, and takes back datagrams to send, one timer deadline and events. It owns the
 routing table, tokens, peer store, pending transactions and running lookups; it never opens
 a socket, reads a clock or draws randomness other than from the ``random.Random`` it is given.
-``dht.node.Node`` drives one over asyncio; ``dht.simulation`` drives thousands on a virtual
+``dht.io.node.Node`` drives one over asyncio; ``dht.simulation`` drives thousands on a virtual
 clock.
 
 Input never raises: garbage is dropped and counted, a decodable query with bad arguments gets

@@ -1,6 +1,6 @@
 """A deterministic DHT network in one process: the production core on a virtual clock.
 
-``SimNetwork`` drives many ``DhtProtocol`` instances exactly as ``dht.node.Node`` drives one
+``SimNetwork`` drives many ``DhtProtocol`` instances exactly as ``dht.io.node.Node`` drives one
 (receive_datagram / datagrams_to_send / get_timer / handle_timer / next_event), but datagrams
 travel through a priority queue of (time, sequence) with seeded latency and loss instead of
 sockets. Nothing here touches the wall clock, so a run is reproducible from its seed, and a

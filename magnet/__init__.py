@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from magnet.bulk import resolve_many
-    from magnet.fetch import ResolveError, ResolveResult, resolve
+    from magnet.io.bulk import resolve_many
+    from magnet.io.resolve import ResolveError, ResolveResult, resolve
     from magnet.uri import MagnetError, MagnetLink, parse
 
 __all__ = [
@@ -25,10 +25,10 @@ __all__ = [
 ]
 
 _LAZY = {
-    "resolve": "magnet.fetch",
-    "ResolveError": "magnet.fetch",
-    "ResolveResult": "magnet.fetch",
-    "resolve_many": "magnet.bulk",
+    "resolve": "magnet.io.resolve",
+    "ResolveError": "magnet.io.resolve",
+    "ResolveResult": "magnet.io.resolve",
+    "resolve_many": "magnet.io.bulk",
     "MagnetLink": "magnet.uri",
     "MagnetError": "magnet.uri",
     "parse": "magnet.uri",

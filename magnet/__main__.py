@@ -1,5 +1,5 @@
 """``python -m magnet`` runs the ``magnetar`` command line."""
 
-from magnet.cli import main
+from magnet.cli.app import main
 
 main()

@@ -3,7 +3,7 @@
 
 Feeds ``DhtProtocol.receive_datagram`` pre-built queries (the mix and shape of
 scripts/krpc_load.py: ping/find_node/get_peers, BEP 43 ``ro`` unless ``--no-ro``) from
-``--sources`` addresses and drains ``datagrams_to_send`` after each one, as ``dht.node`` does.
+``--sources`` addresses and drains ``datagrams_to_send`` after each one, as ``dht.io.node`` does.
 The core has the CLI's default limits and a routing table of ``--table`` nodes. Prints the
 best of ``--repeat`` rounds in queries/s and microseconds per query: a steady figure for
 comparing changes to the hot path, unlike a flood over loopback on a shared machine.

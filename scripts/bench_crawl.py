@@ -2,7 +2,7 @@
 """Crawl a loopback testnet and measure discovery: unique info-hashes per second and per
 1,000 queries sent.
 
-A ``dht.testnet.Testnet`` of ``--nodes`` magnetar nodes holds ``--hashes`` random info-hashes,
+A ``dht.io.testnet.Testnet`` of ``--nodes`` magnetar nodes holds ``--hashes`` random info-hashes,
 each stored by ``--copies`` random nodes (written straight into their peer stores); the nodes
 answer BEP 51 ``sample_infohashes`` with ``--interval`` and 20 samples. A ``Crawler`` with
 ``--qps`` and ``--ids`` walks it until ``--target`` coverage or ``--seconds``. The testnet and
@@ -30,12 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dht.node import run
+from crawl.io.crawler import CrawlConfig, Crawler
+from crawl.io.store import CrawlStore
+from crawl.scheduler import SchedulerConfig
+from dht.io.node import run
+from dht.io.testnet import Testnet
 from dht.protocol import DhtConfig
-from dht.testnet import Testnet
-from magnet.crawl.crawler import CrawlConfig, Crawler
-from magnet.crawl.scheduler import SchedulerConfig
-from magnet.crawl.store import CrawlStore
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

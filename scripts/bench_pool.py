@@ -26,8 +26,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from dht.io.resources import rss_bytes
 from dht.protocol import DhtConfig, DhtProtocol
-from dht.resources import rss_bytes
 
 
 def fill(core: DhtProtocol, count: int, seed: int = 1) -> None:
@@ -64,7 +64,7 @@ def measure_rss(count: int) -> dict[str, float]:
 
 
 async def serve(host: str, port: int, count: int) -> None:
-    from dht.node import Node
+    from dht.io.node import Node
 
     config = DhtConfig(bootstrap_mode=True, pool_size=max(count, 8), rate_per_ip=0.0)
     node = Node(host, port, bootstrap_routers=[], config=config)
@@ -89,7 +89,7 @@ def main() -> None:
     if args.cmd == "rss":
         print(json.dumps(measure_rss(args.nodes)))
     else:
-        from dht.node import run
+        from dht.io.node import run
 
         run(serve(args.host, args.port, args.fill))
 

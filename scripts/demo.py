@@ -2,7 +2,7 @@
 """The main job on a private loopback DHT, no internet needed.
 
 Starts a testnet of DHT nodes on 127.0.0.1, publishes a freshly made sample torrent with
-``magnet.serve`` (announced on the testnet, metadata served over TCP), then runs
+``magnet.io.serve`` (announced on the testnet, metadata served over TCP), then runs
 ``magnetar resolve`` on its bare magnet link and checks the .torrent it writes.
 """
 
@@ -19,10 +19,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import bencode2
 
-from dht.bootstrap import format_hostport
-from dht.node import Node
-from dht.testnet import Testnet
-from magnet.serve import serve_torrents
+from dht.addresses import format_hostport
+from dht.io.node import Node
+from dht.io.testnet import Testnet
+from magnet.io.serve import serve_torrents
 from magnet.torrentfile import build_torrent, parse_torrent
 
 PIECE = 16384

@@ -172,11 +172,11 @@ def test_http_client_is_preloaded_only_when_an_http_tracker_will_be_asked(
     use_trackers: bool,
     expected: bool,
 ) -> None:
-    import magnet.trackers
-    from magnet.cli import _preload_http_client, _ResolveOptions
+    import magnet.io.trackers
+    from magnet.cli.app import _preload_http_client, _ResolveOptions
 
     calls: list[None] = []
-    monkeypatch.setattr(magnet.trackers, "preload_http_client", lambda: calls.append(None))
+    monkeypatch.setattr(magnet.io.trackers, "preload_http_client", lambda: calls.append(None))
     opts = _ResolveOptions(
         timeout=1.0,
         max_connections=1,
@@ -195,8 +195,8 @@ def test_one_link_and_many_get_the_same_resolve_options() -> None:
     # against what magnet.resolve accepts.
     import inspect
 
-    from magnet.cli import _ResolveOptions
-    from magnet.fetch import resolve
+    from magnet.cli.app import _ResolveOptions
+    from magnet.io.resolve import resolve
 
     opts = _ResolveOptions(
         timeout=2.0,

@@ -15,11 +15,11 @@ from typing import TypeVar
 
 import pytest
 
-from dht.daemon import NodeService, serve_node
-from dht.node import Node
+from dht.io.daemon import NodeService, serve_node
+from dht.io.node import Node
+from dht.io.state import load_state
+from dht.io.testnet import Testnet
 from dht.protocol import DhtConfig
-from dht.state import load_state
-from dht.testnet import Testnet
 
 T = TypeVar("T")
 
@@ -82,7 +82,7 @@ def test_a_damaged_state_file_is_set_aside_and_the_node_starts(tmp_path: Path, c
             assert load_state(state).node_id != load_state_id(good)
 
     def load_state_id(blob: bytes) -> bytes:
-        from dht.state import decode_state
+        from dht.io.state import decode_state
 
         return decode_state(blob).node_id
 

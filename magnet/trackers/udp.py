@@ -7,7 +7,7 @@ BEP 41 URLData options carry the URL's path and query. Lost packets are resent o
 caller-chosen schedule rather than BEP 15's 15·2^n s, which suits a resolver that gives a
 tracker a few seconds at most. Hostile input (short, unknown transaction, wrong action, huge
 peer lists) is dropped or capped and counted, never raised. No sockets, clock or asyncio
-here: `magnet.trackers.udpdriver.UdpTracker` drives it on a datagram socket.
+here: `magnet.io.udp_tracker.UdpTracker` drives it on a datagram socket.
 """
 
 from __future__ import annotations

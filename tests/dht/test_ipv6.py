@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import pytest
 
-from dht.node import Node
+from dht.io.node import Node
 from dht.protocol import DhtProtocol
 from dht.wire import Query, Response, decode, encode_query
 

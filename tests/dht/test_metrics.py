@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dht.metrics import MAX_LABELS, snapshot_on_loop, start_metrics_server
+from dht.io.metrics import MAX_LABELS, snapshot_on_loop, start_metrics_server
 from dht.protocol import DhtProtocol
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,6 +149,6 @@ def test_snapshot_on_a_stuck_loop_times_out() -> None:
 
 
 def test_import_does_not_load_prometheus_client() -> None:
-    code = "import sys, dht.metrics; assert 'prometheus_client' not in sys.modules"
+    code = "import sys, dht.io.metrics; assert 'prometheus_client' not in sys.modules"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=30)

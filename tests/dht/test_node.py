@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import pytest
 
-from dht.node import DhtQueryError, Node
+from dht.io.node import DhtQueryError, Node
 from dht.protocol import DhtConfig
 
 T = TypeVar("T")
@@ -122,7 +122,7 @@ def _rmem_max() -> int:
 def test_sockets_get_room_for_a_burst_of_answers() -> None:
     import socket
 
-    from dht.node import RECEIVE_BUFFER_BYTES
+    from dht.io.node import RECEIVE_BUFFER_BYTES
 
     async def main() -> tuple[int, int]:
         sizes = []
@@ -166,7 +166,7 @@ def _receive_buffer_drops() -> int | None:
 def test_a_burst_of_lookups_from_a_small_buffer_loses_no_answers() -> None:
     # A stock kernel's receive buffer (~208 KiB): 200 lookups at once would have far more
     # answers in flight than it holds; the cap on queries out makes them queue instead.
-    from dht.testnet import Testnet
+    from dht.io.testnet import Testnet
 
     async def main() -> int:
         async with (

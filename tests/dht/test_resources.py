@@ -2,7 +2,7 @@ import sys
 
 import pytest
 
-from dht.resources import cpu_seconds, rss_bytes
+from dht.io.resources import cpu_seconds, rss_bytes
 
 
 def test_rss_is_plausible_and_grows() -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dht.state import (
+from dht.io.state import (
     FORMAT_VERSION,
     MAX_BAD_KEPT,
     NodeState,
@@ -96,7 +96,7 @@ def test_round_trip_any(
 
 
 def test_from_contacts_splits_families_and_bounds() -> None:
-    from dht.state import MAX_CONTACTS, MAX_VOTES
+    from dht.io.state import MAX_CONTACTS, MAX_VOTES
 
     contacts = [NodeContact(bytes([i % 256]) * 20, ("5.6.7.8", 1)) for i in range(10)]
     contacts += [NodeContact(bytes(20), ("2a01::1", 2)), NodeContact(bytes(20), ("bad", 3))]
@@ -263,7 +263,7 @@ def test_stale_temp_files_are_swept(tmp_path: Path) -> None:
 _WRITER = textwrap.dedent(
     """
     import random, sys
-    from dht.state import NodeState, save_state
+    from dht.io.state import NodeState, save_state
     from dht.wire import NodeContact
 
     path = sys.argv[1]

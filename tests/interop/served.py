@@ -1,13 +1,13 @@
-"""A torrent published by ``magnet.serve`` on a testnet of our nodes, fetched by libtorrent."""
+"""A torrent published by ``magnet.io.serve`` on a testnet of our nodes, fetched by libtorrent."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from dht.node import Node
-from dht.testnet import Testnet
-from magnet.serve import serve_torrents
+from dht.io.node import Node
+from dht.io.testnet import Testnet
+from magnet.io.serve import serve_torrents
 from magnet.torrentfile import parse_torrent
 from tests.interop.ltswarm import LtNode, TorrentSpec
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
-from dht.node import Node
+from dht.io.node import Node
 
 if TYPE_CHECKING:
     from tests.interop.ltswarm import LtSwarm

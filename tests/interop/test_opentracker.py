@@ -1,4 +1,4 @@
-"""magnet.trackers against a real tracker: Debian's opentracker on loopback (BEP 3/15/23/48).
+"""magnet.io.trackers against a real tracker: Debian's opentracker on loopback (BEP 3/15/23/48).
 
 Two peers announce the same torrent, over UDP and over HTTP, and each must see the other;
 scrapes must count them; an unlisted torrent must be refused (opentracker runs with a
@@ -13,8 +13,8 @@ from typing import TypeVar
 
 import pytest
 
-from magnet.trackers import AnnounceEvent, AnnounceRequest, TrackerError, announce, scrape
-from magnet.trackers.udpdriver import UdpTracker
+from magnet.io.trackers import AnnounceEvent, AnnounceRequest, TrackerError, announce, scrape
+from magnet.io.udp_tracker import UdpTracker
 from tests.interop.opentracker import OpenTracker, find_opentracker
 
 pytestmark = [

@@ -163,7 +163,7 @@ def test_libtorrent_forcing_encryption_resolves_from_magnetar_serve(
 def test_scrape_command_against_opentracker() -> None:
     import os
 
-    from magnet.trackers import announce
+    from magnet.io.trackers import announce
     from tests.interop.opentracker import OpenTracker, find_opentracker
 
     if find_opentracker() is None:

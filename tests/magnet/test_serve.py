@@ -6,10 +6,10 @@ import os
 
 import pytest
 
+from magnet.io.serve import MetadataService, ServeSession
 from magnet.metadata import METADATA_PIECE
 from magnet.mse import CryptoMethod, HandshakeComplete, MseInitiator
 from magnet.peerwire import NEED_DATA, ExtHandshake, HandshakeReceived, MetadataData, PeerConnection
-from magnet.serve import MetadataService, ServeSession
 from magnet.torrentfile import parse_info
 from tests.magnet.fakepeers import info_hash, make_info
 

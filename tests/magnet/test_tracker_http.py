@@ -32,15 +32,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from magnet.trackers import (
-    AnnounceEvent,
-    AnnounceRequest,
-    ScrapeStats,
-    TrackerError,
-    announce,
-    scrape,
-)
-from magnet.trackers.http import (
+from magnet.io.http_tracker import (
     DEFAULT_INTERVAL_S,
     announce_url,
     http_announce,
@@ -48,6 +40,14 @@ from magnet.trackers.http import (
     parse_scrape,
     scrape_query_url,
     scrape_url,
+)
+from magnet.io.trackers import (
+    AnnounceEvent,
+    AnnounceRequest,
+    ScrapeStats,
+    TrackerError,
+    announce,
+    scrape,
 )
 
 T = TypeVar("T")
@@ -602,16 +602,18 @@ def test_aiohttp_is_loaded_only_for_http_trackers() -> None:
     # A fresh interpreter: importing the package, and a UDP announce, must not load aiohttp.
     code = """
 import asyncio, socket, sys
-import magnet.trackers
-loaded = [m for m in ("aiohttp", "magnet.trackers.http", "magnet.trackers.udp") if m in sys.modules]
+import magnet.io.trackers
+loaded = [
+    m for m in ("aiohttp", "magnet.io.http_tracker", "magnet.trackers.udp") if m in sys.modules
+]
 assert not loaded, loaded
 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
 try:
-    asyncio.run(magnet.trackers.announce(
+    asyncio.run(magnet.io.trackers.announce(
         f"udp://127.0.0.1:{port}", bytes(20), peer_id=bytes(20), port=1, timeout=2))
-except magnet.trackers.TrackerError:
+except magnet.io.trackers.TrackerError:
     pass
 assert "aiohttp" not in sys.modules
 """

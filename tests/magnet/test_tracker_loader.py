@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from magnet.trackers import _Loader
+from magnet.io.trackers import _Loader
 
 # Stands in for aiohttp: an import that takes long. It waits for the test's go-ahead
 # (bounded, so nothing hangs) instead of sleeping for a fixed time.

@@ -2,7 +2,7 @@
 
 Core tests pass explicit ``now`` values and build the tracker's answers byte by byte from
 BEP 15's tables (not from the module's own structs). Driver tests run a fake tracker on
-127.0.0.1 with asyncio, honest and hostile, and call `magnet.trackers.announce` end to end.
+127.0.0.1 with asyncio, honest and hostile, and call `magnet.io.trackers.announce` end to end.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from magnet.trackers import (
+from magnet.io.trackers import (
     AnnounceEvent,
     AnnounceRequest,
     ScrapeStats,
@@ -28,6 +28,7 @@ from magnet.trackers import (
     announce,
     scrape,
 )
+from magnet.io.udp_tracker import UdpTracker
 from magnet.trackers.udp import (
     CONNECTION_TTL_S,
     Announced,
@@ -36,7 +37,6 @@ from magnet.trackers.udp import (
     UdpTrackerClient,
     encode_url_data,
 )
-from magnet.trackers.udpdriver import UdpTracker
 
 T = TypeVar("T")
 TRACKER = ("127.0.0.1", 6969)

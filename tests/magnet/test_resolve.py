@@ -9,9 +9,9 @@ from typing import TypeVar
 
 import pytest
 
-from dht.testnet import Testnet
-from magnet.bulk import resolve_many
-from magnet.fetch import ResolveError, resolve
+from dht.io.testnet import Testnet
+from magnet.io.bulk import resolve_many
+from magnet.io.resolve import ResolveError, resolve
 from magnet.metadata import METADATA_PIECE
 from tests.magnet.fakepeers import (
     AbsurdSize,
@@ -123,7 +123,7 @@ def test_failures_say_why_in_one_line() -> None:
 
 def test_bulk_resolution_over_one_node() -> None:
     async def main() -> None:
-        from dht.node import Node
+        from dht.io.node import Node
         from dht.protocol import DhtConfig
 
         infos = [make_info(100 + i, name=f"f{i}") for i in range(6)]
@@ -191,7 +191,7 @@ def test_peer_connections_acknowledge_at_once() -> None:
     # Delayed ACKs stalled metadata pieces from Nagle-sending seeds by 40 ms each.
     import socket
 
-    from magnet.fetch import _PeerProtocol
+    from magnet.io.resolve import _PeerProtocol
 
     class _Recorder:
         def connected(self, proto: object) -> None:

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dht.wire import Addr, NodeContact
-from magnet.crawl.scheduler import (
+from crawl.scheduler import (
     BEP51_MAX_INTERVAL_S,
     CrawlQuery,
     CrawlScheduler,
@@ -17,6 +16,7 @@ from magnet.crawl.scheduler import (
     Support,
     failure_kind,
 )
+from dht.wire import Addr, NodeContact
 
 OWN = b"\x00" * 20
 

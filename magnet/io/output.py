@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from magnet.fetch import ResolveError, ResolveResult
+from magnet.io.resolve import ResolveError, ResolveResult
 from magnet.torrentfile import safe_name
 
 __all__ = ["error_record", "human_size", "output_path", "result_record", "write_atomic"]

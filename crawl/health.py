@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from magnet.crawl.scheduler import CrawlStats
+from crawl.scheduler import CrawlStats
 
 __all__ = ["Counters", "HealthMeter", "format_health"]
 

@@ -20,7 +20,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dht.bootstrap import DEFAULT_ROUTERS, format_hostport, resolve_routers
+from dht.addresses import format_hostport
 from dht.events import (
     BootstrapStalled,
     DhtEvent,
@@ -29,12 +29,13 @@ from dht.events import (
     QueryAnswered,
     QueryFailed,
 )
+from dht.io.routers import DEFAULT_ROUTERS, resolve_routers
 from dht.protocol import DhtConfig, DhtProtocol
 from dht.wire import Addr, NodeContact, Response
 
 __all__ = ["DhtQueryError", "Node", "PeerStream", "run"]
 
-log = logging.getLogger("dht.node")
+log = logging.getLogger("dht.io.node")
 
 # Answers to a burst of our queries (a lookup's alpha, many lookups at once, a crawl) arrive
 # together; with the kernel's default ~208 KiB of receive buffer, ~150 small datagrams fill

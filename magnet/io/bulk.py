@@ -12,10 +12,10 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
-from magnet.fetch import ResolveError, ResolveResult, resolve
+from magnet.io.resolve import ResolveError, ResolveResult, resolve
 
 if TYPE_CHECKING:
-    from dht.node import Node
+    from dht.io.node import Node
 
 __all__ = ["resolve_many"]
 

@@ -1,6 +1,6 @@
 """asyncio driver of the BEP 15 client: `UdpTracker`, one tracker on a connected UDP socket.
 
-No protocol logic lives here, as in `dht.node.Node`: each datagram goes to the sans-IO
+No protocol logic lives here, as in `dht.io.node.Node`: each datagram goes to the sans-IO
 `magnet.trackers.udp.UdpTrackerClient` with ``loop.time()``, what it wants sent is sent, its
 one timer is kept armed with ``loop.call_at``, and its events settle the futures of whoever
 called `UdpTracker.announce` or `UdpTracker.scrape`. Keeping a `UdpTracker` open keeps the
@@ -28,7 +28,7 @@ from magnet.trackers.udp import (
 
 __all__ = ["UdpTracker"]
 
-log = logging.getLogger("magnet.trackers.udpdriver")
+log = logging.getLogger("magnet.io.udp_tracker")
 
 
 class UdpTracker(asyncio.DatagramProtocol):

@@ -18,14 +18,14 @@ from typing import Any, TypeVar
 
 import bencode2
 
-from dht.node import Node
+from crawl.io.crawler import CrawlConfig, Crawler
+from crawl.io.store import CrawlStore
+from crawl.scheduler import SchedulerConfig
+from dht.io.node import Node
+from dht.io.testnet import Testnet
 from dht.protocol import DhtConfig
-from dht.testnet import Testnet
 from dht.wire import Addr, Query, unpack_nodes
-from magnet.crawl.crawler import CrawlConfig, Crawler
-from magnet.crawl.scheduler import SchedulerConfig
-from magnet.crawl.store import CrawlStore
-from magnet.serve import serve_torrents
+from magnet.io.serve import serve_torrents
 from magnet.torrentfile import TorrentMeta, parse_info
 
 T = TypeVar("T")

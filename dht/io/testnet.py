@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import random
 
-from dht.bootstrap import format_hostport
-from dht.node import Node
+from dht.addresses import format_hostport
+from dht.io.node import Node
 from dht.protocol import DhtConfig
 from dht.wire import Addr
 

@@ -32,7 +32,7 @@ from magnet.peerwire import (
 from magnet.torrentfile import TorrentMeta
 
 if TYPE_CHECKING:
-    from dht.node import Node
+    from dht.io.node import Node
     from magnet.mse import MseResponder
 
 __all__ = ["SERVE_ENCRYPTION", "MetadataService", "Served", "ServeSession", "serve_torrents"]
@@ -41,7 +41,7 @@ __all__ = ["SERVE_ENCRYPTION", "MetadataService", "Served", "ServeSession", "ser
 # "require" refuses plaintext handshakes (RC4 only), "off" refuses encrypted ones.
 SERVE_ENCRYPTION = ("prefer", "require", "off")
 
-log = logging.getLogger("magnet.serve")
+log = logging.getLogger("magnet.io.serve")
 
 Addr = tuple[str, int]
 REANNOUNCE_S = 15 * 60.0
@@ -302,7 +302,7 @@ async def _announce_to_tracker(
     url: str, item: Served, peer_id: bytes, port: int, stop: asyncio.Event, max_interval: float
 ) -> None:
     """Announce one torrent to one tracker as a seed, again at the interval it asks for."""
-    from magnet.trackers import AnnounceEvent, TrackerError, announce
+    from magnet.io.trackers import AnnounceEvent, TrackerError, announce
 
     retry_s = 10.0
     event = AnnounceEvent.STARTED

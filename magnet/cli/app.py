@@ -50,7 +50,7 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 
 def parse_bootstrap(values: list[str] | None) -> list[Addr] | None:
-    from dht.bootstrap import parse_hostport
+    from dht.addresses import parse_hostport
 
     if not values:
         return None
@@ -141,9 +141,9 @@ def node(
 
       magnetar node --host :: --bootstrap-mode --metrics 127.0.0.1:9100
     """
-    from dht.bootstrap import parse_hostport
-    from dht.daemon import NodeService, serve_node
-    from dht.node import run
+    from dht.addresses import parse_hostport
+    from dht.io.daemon import NodeService, serve_node
+    from dht.io.node import run
     from dht.protocol import DhtConfig
 
     routers = parse_bootstrap(bootstrap)
@@ -200,8 +200,9 @@ def ping(
     import asyncio
     import json
 
-    from dht.bootstrap import parse_hostport, resolve_routers
-    from dht.node import DhtQueryError, Node, run
+    from dht.addresses import parse_hostport
+    from dht.io.node import DhtQueryError, Node, run
+    from dht.io.routers import resolve_routers
     from dht.protocol import DhtConfig
 
     try:
@@ -265,9 +266,9 @@ def peers(
     import json
     import time
 
-    from dht.bootstrap import format_hostport
+    from dht.addresses import format_hostport
     from dht.ids import parse_info_hash
-    from dht.node import Node, run
+    from dht.io.node import Node, run
     from dht.protocol import DhtConfig
 
     try:
@@ -389,7 +390,7 @@ def resolve(
     links = _read_links(magnets)
     if not links:
         fail("no magnet links given")
-    from magnet.resolver import ENCRYPTION_POLICIES
+    from magnet.resolution import ENCRYPTION_POLICIES
 
     if encryption not in ENCRYPTION_POLICIES:
         fail(f"--encryption must be one of {', '.join(ENCRYPTION_POLICIES)}")
@@ -411,13 +412,13 @@ def resolve(
         except MagnetError as exc:
             fail(f"bad magnet link: {exc}")
         _preload_http_client(opts, link.trackers)
-        from dht.node import run
+        from dht.io.node import run
 
         code = run(_resolve_one(link, output, routers, json_out, opts))
     else:
         # Percent-encoding leaves letters alone: "tr=http" finds http and https trackers.
         _preload_http_client(opts, ["http"] if any("tr=http" in s.lower() for s in links) else [])
-        from dht.node import run
+        from dht.io.node import run
 
         code = run(_resolve_bulk(links, output, routers, json_out, concurrency, opts))
     raise typer.Exit(code)
@@ -429,7 +430,7 @@ def _preload_http_client(opts: _ResolveOptions, link_trackers: Sequence[str]) ->
     if opts.use_trackers and any(
         url.lower().startswith("http") for url in (*link_trackers, *opts.trackers)
     ):
-        from magnet.trackers import preload_http_client
+        from magnet.io.trackers import preload_http_client
 
         preload_http_client()
 
@@ -466,8 +467,8 @@ async def _resolve_one(
 ) -> int:
     import json
 
-    from magnet.fetch import ResolveError, resolve
-    from magnet.output import error_record, human_size, output_path, result_record, write_atomic
+    from magnet.io.output import error_record, human_size, output_path, result_record, write_atomic
+    from magnet.io.resolve import ResolveError, resolve
     from magnet.uri import MagnetLink
 
     assert isinstance(link, MagnetLink)
@@ -517,11 +518,11 @@ async def _resolve_bulk(
 ) -> int:
     import json
 
-    from dht.node import Node
+    from dht.io.node import Node
     from dht.protocol import DhtConfig
-    from magnet.bulk import resolve_many
-    from magnet.fetch import ResolveError
-    from magnet.output import error_record, output_path, result_record, write_atomic
+    from magnet.io.bulk import resolve_many
+    from magnet.io.output import error_record, output_path, result_record, write_atomic
+    from magnet.io.resolve import ResolveError
 
     failed = 0
     async with Node(
@@ -570,7 +571,7 @@ class _ProgressLine:
         self._stopped = False
 
     def update(self, p: object) -> None:
-        from magnet.fetch import Progress
+        from magnet.io.resolve import Progress
 
         assert isinstance(p, Progress)
         if self._stopped:
@@ -629,9 +630,9 @@ def serve(
     import asyncio
     from pathlib import Path
 
-    from dht.daemon import stop_on_signals
-    from dht.node import Node, run
-    from magnet.serve import SERVE_ENCRYPTION, serve_torrents
+    from dht.io.daemon import stop_on_signals
+    from dht.io.node import Node, run
+    from magnet.io.serve import SERVE_ENCRYPTION, serve_torrents
     from magnet.torrentfile import TorrentError, parse_torrent
     from magnet.uri import format as format_magnet
 
@@ -710,8 +711,8 @@ def scrape(
     import asyncio
     import json
 
-    from magnet.trackers import TrackerError
-    from magnet.trackers import scrape as tracker_scrape
+    from magnet.io.trackers import TrackerError
+    from magnet.io.trackers import scrape as tracker_scrape
     from magnet.uri import MagnetError, parse_info_hash_or_magnet
 
     keys = []
@@ -743,7 +744,7 @@ def scrape(
                 counts = f"seeders {st.seeders} leechers {st.leechers} completed {st.completed}"
                 typer.echo(f"{key.hex()} {counts}")
 
-    from dht.node import run
+    from dht.io.node import run
 
     run(main())
 
@@ -772,9 +773,9 @@ def testnet(
     import contextlib
     import json
 
-    from dht.daemon import stop_on_signals
-    from dht.node import run
-    from dht.testnet import Testnet
+    from dht.io.daemon import stop_on_signals
+    from dht.io.node import run
+    from dht.io.testnet import Testnet
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -797,7 +798,7 @@ def testnet(
 def _mount_crawl() -> None:
     # The crawl commands live in their own module (their options are many); typer needs the
     # sub-app object, which is cheap: the crawler itself is imported when a crawl starts.
-    from magnet.crawlcli import crawl_app
+    from magnet.cli.crawl import crawl_app
 
     app.add_typer(crawl_app, name="crawl")
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import pytest
 
 from magnet.metadata import METADATA_PIECE
-from magnet.resolver import Close, Connect, Resolution, Resolved, Send
+from magnet.resolution import Close, Connect, Resolution, Resolved, Send
 from tests.magnet.fakepeers import (
     AbsurdSize,
     Behaviour,

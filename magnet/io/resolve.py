@@ -19,12 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from magnet.resolver import Close, Connect, Resolution, ResolutionStats, Resolved, Send
+from magnet.resolution import Close, Connect, Resolution, ResolutionStats, Resolved, Send
 from magnet.torrentfile import TorrentMeta, build_torrent, parse_info
 from magnet.uri import MagnetLink, parse_info_hash_or_magnet
 
 if TYPE_CHECKING:
-    from dht.node import Node
+    from dht.io.node import Node
 
 __all__ = ["Progress", "ResolveError", "ResolveResult", "resolve"]
 
@@ -235,7 +235,7 @@ async def resolve(
 
     Peers come from the link's ``x.pe`` and the DHT (``node``, or a read-only client node
     of our own joining through ``bootstrap``, default the public routers). ``encryption``
-    is one of ``magnet.resolver.ENCRYPTION_POLICIES`` (MSE/PE; "auto" by default). The
+    is one of ``magnet.resolution.ENCRYPTION_POLICIES`` (MSE/PE; "auto" by default). The
     link's ``tr`` trackers and ``trackers`` are announced to in parallel with the DHT lookup
     (unless ``use_trackers`` is False); a dead or slow tracker never delays the rest. Raises
     ``ResolveError`` with a one-line reason on bad input, timeout or when no source is left.
@@ -293,7 +293,7 @@ async def resolve(
             fetcher.add_peers(list(link.peers), "x.pe")
         if use_dht:
             if node is None:
-                from dht.node import Node
+                from dht.io.node import Node
                 from dht.protocol import DhtConfig
 
                 own_node = Node(
@@ -358,7 +358,7 @@ async def _dht_source(
 ) -> None:
     """Repeated get_peers lookups until cancelled: swarms announce every few minutes, so a
     lookup that found nothing may find peers a little later."""
-    from dht.bootstrap import resolve_routers
+    from dht.io.routers import resolve_routers
 
     seeds: list[Addr] = []
     if len(node.core.routing) == 0:
@@ -404,7 +404,7 @@ async def _tracker_source(
     mark: Callable[[str], None],
 ) -> None:
     """One announce to one tracker, its peers into the pool; a failure is only recorded."""
-    from magnet.trackers import TrackerError, announce
+    from magnet.io.trackers import TrackerError, announce
 
     try:
         result = await announce(

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, cast
 
-from dht.resources import rss_bytes
+from dht.io.resources import rss_bytes
 
 if TYPE_CHECKING:
     import asyncio
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MetricsServer", "StatusCollector", "snapshot_on_loop", "start_metrics_server"]
 
-log = logging.getLogger("dht.metrics")
+log = logging.getLogger("dht.io.metrics")
 
 Snapshot = Callable[[], Mapping[str, object]]
 

@@ -1,6 +1,6 @@
 """``magnetar crawl`` as a user runs it: subprocesses on a loopback testnet, exit codes, export.
 
-``magnet.cli`` mounts ``crawl_app``; these tests mount it the same way in a one-line launcher
+``magnet.cli.app`` mounts ``crawl_app``; these tests mount it the same way in a one-line launcher
 so that they do not depend on it.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from tests.test_cli import Background
 
 LAUNCHER = (
-    "from magnet.cli import app; from magnet.crawlcli import crawl_app; "
+    "from magnet.cli.app import app; from magnet.cli.crawl import crawl_app; "
     "app.add_typer(crawl_app, name='crawl'); app()"
 )
 

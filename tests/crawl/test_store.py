@@ -8,7 +8,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from magnet.crawl.store import CrawlStore, FileRow, NodeRow, export
+from crawl.io.store import CrawlStore, FileRow, NodeRow, export
 
 H1, H2, H3 = b"\x01" * 20, b"\x02" * 20, b"\x03" * 20
 NODE = ("1.2.3.4", 6881)

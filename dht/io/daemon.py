@@ -21,14 +21,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dht.bootstrap import format_hostport
-from dht.node import Node
+from dht.addresses import format_hostport
+from dht.io.node import Node
 from dht.protocol import DhtConfig
 from dht.wire import Addr
 
 __all__ = ["NodeService", "format_status", "serve_node", "stop_on_signals"]
 
-log = logging.getLogger("dht.node")
+log = logging.getLogger("dht.io.node")
 
 
 def format_status(status: dict[str, object]) -> str:
@@ -74,7 +74,7 @@ class NodeService:
 
 
 def stats_record(node: Node) -> dict[str, Any]:
-    from dht.resources import rss_bytes
+    from dht.io.resources import rss_bytes
 
     record: dict[str, Any] = {"time": round(time.time(), 3)}
     record.update(node.status())
@@ -83,7 +83,7 @@ def stats_record(node: Node) -> dict[str, Any]:
 
 
 def save_node_state(node: Node, path: str) -> None:
-    from dht.state import NodeState, save_state
+    from dht.io.state import NodeState, save_state
 
     voter = node.core.external_ip
     state = NodeState.from_contacts(
@@ -121,7 +121,7 @@ async def _serve_node(service: NodeService, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     saved = None
     if service.state_path:
-        from dht.state import load_state_or_fresh
+        from dht.io.state import load_state_or_fresh
 
         saved, problem = load_state_or_fresh(service.state_path)
         if problem is not None:
@@ -150,7 +150,7 @@ async def _serve_node(service: NodeService, stop: asyncio.Event) -> None:
     )
     metrics = None
     if service.metrics is not None:
-        from dht.metrics import snapshot_on_loop, start_metrics_server
+        from dht.io.metrics import snapshot_on_loop, start_metrics_server
 
         metrics = start_metrics_server(
             service.metrics[0], service.metrics[1], snapshot_on_loop(loop, node.status)

@@ -1,4 +1,4 @@
-"""``magnetar crawl``: the typer sub-app over ``magnet.crawl`` (mounted by ``magnet.cli``).
+"""``magnetar crawl``: the typer sub-app over ``crawl`` (mounted by ``magnet.cli.app``).
 
 Parse, call the library, print. Exit codes: 0 ok, 1 the crawl could not run (no bootstrap
 node resolved or answered, cannot bind), 2 bad input. Heavy modules (asyncio, sqlite3, rich,
@@ -32,7 +32,7 @@ Examples:
   magnetar crawl --db crawl.sqlite --ids 4 --qps 200 --json
   magnetar crawl --db crawl.sqlite export --format jsonl > hashes.jsonl
 
-The database stays readable while the crawl runs (WAL mode); see magnet/crawl/store.py for
+The database stays readable while the crawl runs (WAL mode); see crawl/io/store.py for
 its schema.""",
 )
 
@@ -113,12 +113,12 @@ def crawl(
         return
     if duration is not None and duration <= 0:
         _fail("--duration must be positive")
-    from magnet.cli import parse_bootstrap  # not at the top: magnet.cli imports this module
+    from magnet.cli.app import parse_bootstrap  # not at the top: magnet.cli.app imports this module
 
     routers = parse_bootstrap(bootstrap)
 
-    from magnet.crawl.crawler import CrawlConfig
-    from magnet.crawl.scheduler import SchedulerConfig
+    from crawl.io.crawler import CrawlConfig
+    from crawl.scheduler import SchedulerConfig
 
     config = CrawlConfig(
         host=host,
@@ -144,10 +144,10 @@ def _run_crawl(db: str, config: Any, duration: float | None, json_out: bool) -> 
     import signal
     import sqlite3
 
-    from dht.node import run
-    from magnet.crawl.crawler import Crawler, CrawlError
-    from magnet.crawl.health import format_health
-    from magnet.crawl.store import CrawlStore
+    from crawl.health import format_health
+    from crawl.io.crawler import Crawler, CrawlError
+    from crawl.io.store import CrawlStore
+    from dht.io.node import run
 
     try:
         store = CrawlStore(db)
@@ -261,7 +261,7 @@ def export_cmd(
     import os
     import sqlite3
 
-    from magnet.crawl.store import export
+    from crawl.io.store import export
 
     if fmt not in ("jsonl", "csv"):
         _fail(f"--format must be jsonl or csv, not {fmt!r}")

@@ -5,7 +5,7 @@ observe more of the keyspace) that answer queries like any node (not read-only: 
 put us in their tables and send us their get_peers and announce_peer, which we record, BEP
 5). It sends what the scheduler picks, feeds answers back, writes what it learns to a
 ``CrawlStore``, and optionally resolves metadata (BEP 9) of new info-hashes with bounded
-concurrency through ``magnet.fetch.resolve`` over its own node. No protocol decisions live
+concurrency through ``magnet.io.resolve.resolve`` over its own node. No protocol decisions live
 here; this module moves queries and keeps time.
 
 The nodes' cores never walk the DHT on their own (bucket refresh is off, and no core lookup
@@ -25,13 +25,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from dht.addresses import AddressClass, AddressPolicy, classify
-from dht.events import DhtEvent, InfoHashSeen
-from dht.node import DhtQueryError, Node
-from dht.protocol import DhtConfig
-from dht.wire import Addr, Response
-from magnet.crawl.health import Counters, HealthMeter
-from magnet.crawl.scheduler import (
+from crawl.health import Counters, HealthMeter
+from crawl.io.store import CrawlStore, FileRow, NodeRow
+from crawl.scheduler import (
     CrawlQuery,
     CrawlScheduler,
     CrawlStats,
@@ -39,11 +35,15 @@ from magnet.crawl.scheduler import (
     SchedulerConfig,
     Support,
 )
-from magnet.crawl.store import CrawlStore, FileRow, NodeRow
+from dht.addresses import AddressClass, AddressPolicy, classify
+from dht.events import DhtEvent, InfoHashSeen
+from dht.io.node import DhtQueryError, Node
+from dht.protocol import DhtConfig
+from dht.wire import Addr, Response
 
 __all__ = ["CrawlConfig", "CrawlError", "CrawlReport", "Crawler", "spread_ids"]
 
-log = logging.getLogger("magnet.crawl")
+log = logging.getLogger("crawl")
 
 TICK_S = 0.25  # housekeeping: flushes, progress, health, start-up check
 
@@ -165,7 +165,7 @@ class Crawler:
             await self._shutdown()
 
     async def _start(self) -> None:
-        from dht.bootstrap import DEFAULT_ROUTERS, resolve_routers
+        from dht.io.routers import DEFAULT_ROUTERS, resolve_routers
 
         cfg = self.config
         loop = asyncio.get_running_loop()
@@ -315,7 +315,7 @@ class Crawler:
             self.metadata_skipped += 1
 
     async def _metadata_worker(self) -> None:
-        from magnet.fetch import ResolveError, resolve
+        from magnet.io.resolve import ResolveError, resolve
         from magnet.uri import MagnetLink
 
         cfg = self.config

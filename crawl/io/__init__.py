@@ -1,0 +1,1 @@
+"""Drivers: the asyncio, socket, clock and file side of the package."""
