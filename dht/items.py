@@ -37,14 +37,21 @@ import bencode2
 from dht.wire import ERROR_PROTOCOL
 
 __all__ = [
+    "BAD_SIGNATURE",
+    "CAS_MISMATCH",
+    "SALT_TOO_BIG",
+    "SEQ_TOO_OLD",
+    "V_TOO_BIG",
     "ERROR_BAD_SIGNATURE",
     "ERROR_CAS_MISMATCH",
     "ERROR_SALT_TOO_BIG",
     "ERROR_SEQ_TOO_OLD",
     "ERROR_V_TOO_BIG",
+    "KEY_BYTES",
     "MAX_SALT_BYTES",
     "MAX_SEQ",
     "MAX_V_BYTES",
+    "SIG_BYTES",
     "BencodedValue",
     "ImmutableItem",
     "Item",
@@ -71,8 +78,8 @@ __all__ = [
 MAX_V_BYTES = 1000  # BEP 44: bencoded v larger than this is refused with 205 (1000 itself is ok)
 MAX_SALT_BYTES = 64  # BEP 44: 207
 MAX_SEQ = 2**63 - 1  # a signed 64-bit integer, as every implementation stores it
-KEY_BYTES = 32
-SIG_BYTES = 64
+KEY_BYTES = 32  # ed25519 public key
+SIG_BYTES = 64  # ed25519 signature
 
 ERROR_V_TOO_BIG = 205
 ERROR_BAD_SIGNATURE = 206
@@ -92,13 +99,14 @@ class PutRejected:
     message: str
 
 
-_V_TOO_BIG = PutRejected(ERROR_V_TOO_BIG, "message (v field) too big")
-_SALT_TOO_BIG = PutRejected(ERROR_SALT_TOO_BIG, "salt (salt field) too big")
-_BAD_SIGNATURE = PutRejected(ERROR_BAD_SIGNATURE, "invalid signature")
-_CAS_MISMATCH = PutRejected(
+# The BEP's own wording for each refusal.
+V_TOO_BIG = PutRejected(ERROR_V_TOO_BIG, "message (v field) too big")
+SALT_TOO_BIG = PutRejected(ERROR_SALT_TOO_BIG, "salt (salt field) too big")
+BAD_SIGNATURE = PutRejected(ERROR_BAD_SIGNATURE, "invalid signature")
+CAS_MISMATCH = PutRejected(
     ERROR_CAS_MISMATCH, "the CAS hash mismatched, re-read value and try again"
 )
-_SEQ_TOO_OLD = PutRejected(ERROR_SEQ_TOO_OLD, "sequence number less than current")
+SEQ_TOO_OLD = PutRejected(ERROR_SEQ_TOO_OLD, "sequence number less than current")
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +254,7 @@ def parse_put(args: Mapping[bytes, Any]) -> PutRequest | PutRejected:
     except ValueError:
         return PutRejected(ERROR_PROTOCOL, "invalid v")
     if b"k" not in args and b"sig" not in args:
-        return _V_TOO_BIG if len(v) > MAX_V_BYTES else PutRequest(ImmutableItem(v), token, None)
+        return V_TOO_BIG if len(v) > MAX_V_BYTES else PutRequest(ImmutableItem(v), token, None)
     k, sig, seq = args.get(b"k"), args.get(b"sig"), args.get(b"seq")
     salt, cas = args.get(b"salt", b""), args.get(b"cas")
     if not (isinstance(k, bytes) and len(k) == KEY_BYTES):
@@ -260,9 +268,9 @@ def parse_put(args: Mapping[bytes, Any]) -> PutRequest | PutRejected:
     if cas is not None and (not isinstance(cas, int) or isinstance(cas, bool)):
         return PutRejected(ERROR_PROTOCOL, "invalid cas")
     if len(v) > MAX_V_BYTES:
-        return _V_TOO_BIG
+        return V_TOO_BIG
     if len(salt) > MAX_SALT_BYTES:
-        return _SALT_TOO_BIG
+        return SALT_TOO_BIG
     if not 0 <= seq <= MAX_SEQ:
         return PutRejected(ERROR_PROTOCOL, "invalid seq")
     return PutRequest(MutableItem(k, salt, seq, v, sig), token, cas)
@@ -272,7 +280,7 @@ def check_signature(item: Item) -> PutRejected | None:
     """206 unless the item is immutable or its signature is good."""
     if isinstance(item, ImmutableItem) or verify(item.k, item.sig, item.salt, item.seq, item.v):
         return None
-    return _BAD_SIGNATURE
+    return BAD_SIGNATURE
 
 
 def check_replace(current: Item | None, new: Item, cas: int | None) -> PutRejected | None:
@@ -286,9 +294,9 @@ def check_replace(current: Item | None, new: Item, cas: int | None) -> PutReject
     if not isinstance(current, MutableItem) or not isinstance(new, MutableItem):
         return None
     if cas is not None and cas != current.seq:
-        return _CAS_MISMATCH
+        return CAS_MISMATCH
     if new.seq < current.seq or (new.seq == current.seq and new.v != current.v):
-        return _SEQ_TOO_OLD
+        return SEQ_TOO_OLD
     return None
 
 
