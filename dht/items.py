@@ -242,7 +242,7 @@ def parse_put(args: Mapping[bytes, Any]) -> PutRequest | PutRejected:
     """Check a put query's ``a`` dict: shape (203), value size (205), salt size (207).
 
     The ed25519 check is left to ``check_signature``, to be run after the token check: a
-    signature costs tens of microseconds, a token a hash.
+    signature check costs about 0.1-0.3 ms, a token one SHA-1.
     """
     token = args.get(b"token")
     if not isinstance(token, bytes):
