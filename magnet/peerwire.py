@@ -294,19 +294,9 @@ class PeerConnection:
         return self._info_hash
 
     @property
-    def handshake_sent(self) -> bool:
-        """Whether `send_handshake` has been called."""
-        return self._handshake_sent
-
-    @property
     def remote_peer_id(self) -> bytes | None:
         """The peer's id, once its handshake arrived."""
         return self._remote_peer_id
-
-    @property
-    def remote_reserved(self) -> bytes | None:
-        """The peer's 8 reserved handshake bytes, once its handshake arrived."""
-        return self._remote_reserved
 
     @property
     def remote_extensions(self) -> dict[str, int]:

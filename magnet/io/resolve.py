@@ -129,7 +129,6 @@ class _Fetcher:
         self._open: dict[Addr, _PeerProtocol] = {}
         self._timer = CoreTimer(self.loop, self._on_timer)
         self._on_change = on_change
-        self.first_connect: float | None = None
 
     def add_peers(self, peers: Sequence[Addr], source: str) -> None:
         if self.res.add_peers(peers, source, self.loop.time()):
@@ -141,8 +140,6 @@ class _Fetcher:
             if proto.transport is not None:
                 proto.transport.close()
             return
-        if self.first_connect is None:
-            self.first_connect = self.loop.time()
         self._open[proto.addr] = proto
         self.res.connection_made(proto.addr, self.loop.time())
         self._pump()
