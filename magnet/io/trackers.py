@@ -2,11 +2,12 @@
 
 `announce` and `scrape` pick the transport by scheme (checked by `magnet.trackers.urls`,
 which also says how long each time guard waits): ``udp://`` speaks BEP 15 through
-`magnet.trackers.udp`; ``http://`` and ``https://`` speak BEP 3/7/23/48 through
-`magnet.io.http_tracker`. Every failure is a `TrackerError` with a one-line reason. Transports
-are imported on first use, so importing this package is cheap, and aiohttp is loaded only
-when an HTTP tracker is actually asked, in a worker thread so that a DHT running on the same
-loop is not stalled for the 0.1-0.3 s the import takes here.
+`magnet.trackers.udp` and `magnet.io.udp_tracker`; ``http://`` and ``https://`` speak BEP
+3/7/23/48 through `magnet.trackers.http` and `magnet.io.http_tracker`. Every failure is a
+`TrackerError` with a one-line reason. Transports are imported on first use, so importing
+this module is cheap, and aiohttp is loaded only when an HTTP tracker is actually asked, in
+a worker thread so that a DHT running on the same loop is not stalled for the 0.1-0.3 s the
+import takes here.
 """
 
 from __future__ import annotations
@@ -206,8 +207,9 @@ async def scrape(
     async def over_http(deadline: float) -> list[dict[bytes, ScrapeStats]]:
         await _load_aiohttp()
         from magnet.io import http_tracker as http
+        from magnet.trackers.http import MAX_SCRAPE_HASHES
 
-        step = http.MAX_SCRAPE_HASHES
+        step = MAX_SCRAPE_HASHES
         left = deadline - asyncio.get_running_loop().time() + target.inner_grace_s
         return await _all(
             [
