@@ -10,19 +10,21 @@ handed a time before its own deadline would find nothing due and ask again.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # (a Protocol class costs a millisecond of start-up; magnetar resolve is timed)
+    import asyncio
+    from collections.abc import Callable
+
+    class _Clock(Protocol):
+        """The two things of an event loop the timer uses (tests pass a fake)."""
+
+        def time(self) -> float: ...
+
+        def call_at(self, when: float, callback: Callable[[], Any], /) -> asyncio.TimerHandle: ...
+
 
 __all__ = ["CoreTimer"]
-
-
-class _Clock(Protocol):
-    """The two things of an event loop the timer uses (tests pass a fake)."""
-
-    def time(self) -> float: ...
-
-    def call_at(self, when: float, callback: Callable[[], Any], /) -> asyncio.TimerHandle: ...
 
 
 class CoreTimer:
