@@ -18,6 +18,7 @@ from typing import Final, Literal
 
 import bencode2
 
+from magnet.bencode_spans import value_end
 from magnet.metadata import piece_length
 from magnet.peerevents import (
     NEED_DATA,
@@ -150,49 +151,6 @@ class ConnectionState(enum.Enum):
 # Bencoded values nest; an ut_metadata header needs depth 1, so 32 is generous and bounds
 # the work a hostile peer can make us do.
 _MAX_BENCODE_DEPTH: Final = 32
-
-
-def _bencode_end(buf: bytes, start: int) -> int:
-    """Index just past the bencoded value that starts at ``buf[start]``.
-
-    Only walks the structure (lengths and delimiters); `bencode2` validates the slice
-    afterwards. BEP 9 data messages need this: their dict is followed by raw bytes.
-
-    Raises:
-        ValueError: truncated or malformed structure, or nesting deeper than 32.
-    """
-    pos = start
-    depth = 0
-    end = len(buf)
-    while pos < end:
-        c = buf[pos]
-        if c in b"dl":
-            depth += 1
-            if depth > _MAX_BENCODE_DEPTH:
-                raise ValueError("bencoding nested too deeply")
-            pos += 1
-        elif c == 0x65:  # "e" closes a list or dict
-            if depth == 0:
-                raise ValueError("unexpected 'e'")
-            depth -= 1
-            pos += 1
-        elif c == 0x69:  # "i<digits>e"
-            close = buf.find(b"e", pos + 1)
-            if close < 0:
-                raise ValueError("unterminated integer")
-            pos = close + 1
-        elif 0x30 <= c <= 0x39:  # "<length>:<bytes>"
-            colon = buf.find(b":", pos, min(end, pos + 12))
-            if colon < 0 or not buf[pos:colon].isdigit():
-                raise ValueError("bad string length")
-            pos = colon + 1 + int(buf[pos:colon])
-        else:
-            raise ValueError(f"unexpected byte {c:#04x}")
-        if depth == 0:
-            if pos > end:
-                break
-            return pos
-    raise ValueError("truncated bencoding")
 
 
 class _ReceiveBuffer:
@@ -336,19 +294,9 @@ class PeerConnection:
         return self._info_hash
 
     @property
-    def handshake_sent(self) -> bool:
-        """Whether `send_handshake` has been called."""
-        return self._handshake_sent
-
-    @property
     def remote_peer_id(self) -> bytes | None:
         """The peer's id, once its handshake arrived."""
         return self._remote_peer_id
-
-    @property
-    def remote_reserved(self) -> bytes | None:
-        """The peer's 8 reserved handshake bytes, once its handshake arrived."""
-        return self._remote_reserved
 
     @property
     def remote_extensions(self) -> dict[str, int]:
@@ -495,7 +443,8 @@ class PeerConnection:
         try:
             if body[:1] != b"d":
                 raise ValueError("not a dict")
-            end = _bencode_end(body, 0)
+            # BEP 9 data messages need the span: their dict is followed by raw bytes.
+            end = value_end(body, 0, max_depth=_MAX_BENCODE_DEPTH)
             header = bencode2.bdecode(body[:end])
         except ValueError:
             return self._violation("ut_metadata header is not a bencoded dict")

@@ -35,7 +35,7 @@ from magnet.peerwire import (
 )
 
 if TYPE_CHECKING:
-    from magnet.mse import MseInitiator
+    from magnet.mse import EncryptedStream
 
 __all__ = [
     "ENCRYPTION_POLICIES",
@@ -105,13 +105,12 @@ class _Peer:
         "conn",
         "deadline",
         "encrypt",
-        "mse",
-        "pending_hello",
         "redialled",
         "requested",
         "size",
         "source",
         "state",
+        "stream",
     )
 
     def __init__(self, addr: Addr, source: str) -> None:
@@ -119,8 +118,7 @@ class _Peer:
         self.source = source
         self.state = _State.QUEUED
         self.conn: PeerConnection | None = None
-        self.mse: MseInitiator | None = None
-        self.pending_hello = b""  # what follows the handshake once MSE is set up
+        self.stream: EncryptedStream | None = None  # MSE/PE, when dialled encrypted
         self.encrypt = False  # dial this peer with MSE
         self.redialled = False  # the fallback attempt has been used
         self.deadline = 0.0
@@ -231,23 +229,26 @@ class Resolution:
         # allows it; a request may only follow once theirs arrived.
         hello = conn.send_handshake() + conn.send_ext_handshake()
         if peer.encrypt:
-            from magnet.mse import CryptoMethod, MseInitiator
+            from magnet.mse import CryptoMethod, EncryptedStream, MseInitiator
 
             assert self._randbytes is not None
             methods = CryptoMethod.RC4
             if self.encryption != "require":
                 methods |= CryptoMethod.PLAINTEXT
             # Our BitTorrent handshake rides in the MSE initial payload (no extra round trip);
-            # the extension handshake follows once encryption is set up: libtorrent hangs up
-            # on an initial payload longer than the 68-byte handshake.
-            peer.mse = MseInitiator(
-                self.info_hash,
-                provide=methods,
-                initial_payload=hello[:HANDSHAKE_LEN],
-                randbytes=self._randbytes,
+            # the extension handshake is held until encryption is set up: libtorrent hangs
+            # up on an initial payload longer than the 68-byte handshake.
+            stream = EncryptedStream(
+                MseInitiator(
+                    self.info_hash,
+                    provide=methods,
+                    initial_payload=hello[:HANDSHAKE_LEN],
+                    randbytes=self._randbytes,
+                )
             )
-            peer.pending_hello = hello[HANDSHAKE_LEN:]
-            self._actions.append(Send(addr, peer.mse.data_to_send()))
+            stream.send(hello[HANDSHAKE_LEN:])
+            peer.stream = stream
+            self._actions.append(Send(addr, stream.data_to_send()))
         else:
             self._actions.append(Send(addr, hello))
 
@@ -255,37 +256,22 @@ class Resolution:
         peer = self._peers.get(addr)
         if peer is None or peer.conn is None or peer.state is _State.DONE or not data:
             return
-        mse = peer.mse
-        if mse is not None:
-            if not mse.complete:
-                self._mse_step(peer, data, now)
+        stream = peer.stream
+        if stream is not None:
+            data = stream.receive_data(data)
+            out = stream.data_to_send()
+            if out:
+                self._actions.append(Send(addr, out))
+            if stream.failure is not None:
+                self._actions.append(Close(addr, stream.failure))
+                if not self._redial(peer, now):
+                    why = f"encryption handshake failed: {stream.failure}"
+                    self._finish(peer, why, now, close=False)
                 return
-            data = mse.decrypt(data)
+            if not data:  # still in the handshake (b"" would mean end of stream)
+                return
         peer.conn.receive_data(data)
         self._process(peer, now)
-
-    def _mse_step(self, peer: _Peer, data: bytes, now: float) -> None:
-        from magnet.mse import HandshakeComplete, MseFailed
-
-        mse = peer.mse
-        assert mse is not None and peer.conn is not None
-        mse.receive_data(data)
-        out = mse.data_to_send()
-        if out:
-            self._actions.append(Send(peer.addr, out))
-        event = mse.next_event()
-        if isinstance(event, MseFailed):
-            self._actions.append(Close(peer.addr, event.reason))
-            if not self._redial(peer, now):
-                self._finish(peer, f"encryption handshake failed: {event.reason}", now, close=False)
-        elif isinstance(event, HandshakeComplete):
-            if peer.pending_hello:
-                self._send(peer, peer.pending_hello)
-                peer.pending_hello = b""
-            rest = event.initial_payload + event.leftover
-            if rest:  # (b"" would mean end of stream to the peer wire)
-                peer.conn.receive_data(rest)
-            self._process(peer, now)
 
     def connection_lost(self, addr: Addr, reason: str | None, now: float) -> None:
         """The connection ended (or could not be made); ``reason`` for a failed connect."""
@@ -339,10 +325,6 @@ class Resolution:
         """Nothing queued or in progress: only new peers can change anything."""
         return self._active == 0 and not self._queue
 
-    def source_of(self, addr: Addr) -> str | None:
-        peer = self._peers.get(addr)
-        return peer.source if peer else None
-
     # --- peer life cycle ---------------------------------------------------------------------
 
     def _schedule(self, now: float) -> None:
@@ -370,7 +352,7 @@ class Resolution:
         peer.encrypt = not peer.encrypt
         peer.state = _State.QUEUED
         peer.conn = None
-        peer.mse = None
+        peer.stream = None
         self._queue.appendleft(peer)
         self._schedule(now)
         return True
@@ -389,7 +371,7 @@ class Resolution:
         if close:
             self._actions.append(Close(peer.addr, why or "done"))
         peer.conn = None
-        peer.mse = None
+        peer.stream = None
         if self.result is None:
             self._request_more(now)
             self._schedule(now)
@@ -422,9 +404,11 @@ class Resolution:
             self._request_more(now)
 
     def _send(self, peer: _Peer, data: bytes) -> None:
-        if peer.mse is not None:
-            data = peer.mse.encrypt(data)
-        self._actions.append(Send(peer.addr, data))
+        if peer.stream is not None:
+            peer.stream.send(data)
+            data = peer.stream.data_to_send()
+        if data:
+            self._actions.append(Send(peer.addr, data))
 
     def _on_ext_handshake(self, peer: _Peer, ev: ExtHandshake, now: float) -> None:
         if peer.state is _State.READY:

@@ -1,21 +1,24 @@
 """.torrent files, byte-exact: find, read and write the info dict without re-encoding it.
 
-Owns a small bounded bencode scanner (BEP 3), :func:`info_span` (the raw bytes of the
-top-level ``info`` value, which the info-hash is computed over: SHA-1 for v1, SHA-256 for
-v2, BEP 52), :class:`TorrentMeta` (names, files, trackers of a .torrent or a bare info
-dict: BEP 3 single/multi-file, BEP 47 padding files, BEP 52 ``file tree``, BEP 12
-``announce-list``, BEP 19 ``url-list``), :func:`build_torrent` (splices given info bytes
-into a new .torrent verbatim) and :func:`safe_name` (a file name safe to write).
+Owns a bounded bencode decoder (BEP 3, spans from ``magnet.bencode_spans``),
+:func:`info_span` (the raw bytes of the top-level ``info`` value, which the info-hash is
+computed over: SHA-1 for v1, SHA-256 for v2, BEP 52), :class:`TorrentMeta` (names, files,
+trackers of a .torrent or a bare info dict: BEP 3 single/multi-file, BEP 47 padding files,
+BEP 52 ``file tree``, BEP 12 ``announce-list``, BEP 19 ``url-list``), :func:`build_torrent`
+(splices given info bytes into a new .torrent verbatim) and :func:`safe_name` (a file name
+safe to write).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from magnet.bencode_spans import BencodeError, SpanScanner
 from magnet.uri import MagnetLink
 
 __all__ = [
@@ -45,8 +48,6 @@ _MAX_INT_DIGITS = 4000
 # safe_name's cap; common file systems allow 255 bytes and the caller appends ".torrent".
 MAX_NAME_BYTES = 200
 
-_INT = re.compile(rb"i(0|-?[1-9][0-9]*)e")  # BEP 3: no leading zeros, no "-0"
-_STR_LEN = re.compile(rb"(0|[1-9][0-9]{0,11}):")  # 12 digits is far past MAX_TORRENT_BYTES
 _WHITESPACE = b" \t\r\n"
 # Marks a list in the decoder's per-container key stack (dicts hold bytes or None there).
 _IN_LIST = b"<list>"
@@ -103,112 +104,20 @@ class TorrentMeta:
 # --- the scanner (BEP 3 bencoding) -------------------------------------------------------
 
 
-class _Scanner:
-    """Walks bencoded tokens in ``data`` under one token budget.
+class _Scanner(SpanScanner):
+    """Walks a .torrent under one token budget: spans from ``SpanScanner``, plus ``decode``.
 
-    Strict on grammar (BEP 3 integers, string lengths, dict keys are strings; no duplicate
-    keys in what it decodes) but not on dict key order: old torrents with unsorted keys
-    exist, libtorrent loads them, and the info-hash is taken over the raw bytes anyway.
-    Both walks are flat loops with an explicit stack: depth is a checked count, never
-    Python recursion. They are the cost of reading a big torrent, so they stay inlined.
+    Lenient on dict key order (old torrents with unsorted keys exist, libtorrent loads
+    them, and the info-hash is taken over the raw bytes anyway) but strict on the rest of
+    the grammar, and no duplicate keys in what it decodes. Raises ``BencodeError``, which
+    the readers below turn into ``TorrentError``.
     """
 
-    __slots__ = ("data", "end", "tokens")
+    __slots__ = ()
 
     def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.end = len(data)
-        self.tokens = 0
-
-    def _truncated(self) -> TorrentError:
-        return TorrentError(f"bencoding is truncated (ends at offset {self.end})")
-
-    def _over_budget(self, pos: int) -> TorrentError:
-        return TorrentError(f"more than {MAX_TOKENS} bencoded items (at offset {pos})")
-
-    def string(self, pos: int) -> tuple[int, int]:
-        """(start, stop) of the string value at ``pos``."""
-        self.tokens += 1
-        if self.tokens > MAX_TOKENS:
-            raise self._over_budget(pos)
-        m = _STR_LEN.match(self.data, pos)
-        if m is None:
-            if pos >= self.end or self.data.find(b":", pos) < 0:
-                raise self._truncated()
-            raise TorrentError(f"bad string length at offset {pos}")
-        start = m.end()
-        stop = start + int(m.group(1))
-        if stop > self.end:
-            raise TorrentError(
-                f"string of {stop - start} bytes at offset {pos} runs past the end of the data"
-            )
-        return start, stop
-
-    def integer(self, pos: int) -> int:
-        """Offset just past the integer at ``pos`` (validated, not converted)."""
-        self.tokens += 1
-        if self.tokens > MAX_TOKENS:
-            raise self._over_budget(pos)
-        m = _INT.match(self.data, pos)
-        if m is None:
-            # Find the terminator only to tell "truncated" from "malformed".
-            if self.data.find(b"e", pos) < 0:
-                raise self._truncated()
-            raise TorrentError(f"bad integer at offset {pos}")
-        return m.end()
-
-    def skip(self, pos: int, outer_depth: int = 0) -> int:
-        """Offset just past the value at ``pos``, validating everything inside it.
-
-        ``outer_depth`` counts containers already open around ``pos`` toward ``MAX_DEPTH``.
-        """
-        data, end, string, integer = self.data, self.end, self.string, self.integer
-        # One entry per open container: True while a dict awaits a key (or its end),
-        # False for a list or for a dict awaiting the value of the key just read.
-        stack: list[bool] = []
-        is_dict: list[bool] = []
-        while True:
-            if pos >= end:
-                raise self._truncated()
-            c = data[pos]
-            if stack and stack[-1]:
-                if c == 0x65:  # 'e' ends the dict
-                    stack.pop()
-                    is_dict.pop()
-                    pos += 1
-                elif 0x30 <= c <= 0x39:
-                    pos = string(pos)[1]
-                    stack[-1] = False
-                    continue
-                else:
-                    raise TorrentError(f"dictionary key at offset {pos} is not a string")
-            elif 0x30 <= c <= 0x39:
-                pos = string(pos)[1]
-            elif c == 0x69:  # 'i'
-                pos = integer(pos)
-            elif c == 0x6C or c == 0x64:  # 'l', 'd'  # noqa: PLR1714 - faster than `in`
-                self.tokens += 1
-                if self.tokens > MAX_TOKENS:
-                    raise self._over_budget(pos)
-                if len(stack) + outer_depth >= MAX_DEPTH:
-                    raise TorrentError(f"nested deeper than {MAX_DEPTH} levels at offset {pos}")
-                stack.append(c == 0x64)
-                is_dict.append(c == 0x64)
-                pos += 1
-                continue
-            elif c == 0x65 and stack and not is_dict[-1]:  # 'e' ends the list
-                stack.pop()
-                is_dict.pop()
-                pos += 1
-            elif c == 0x65:  # at top level, or a dict key left without its value
-                raise TorrentError(f"unexpected 'e' at offset {pos}")
-            else:
-                raise TorrentError(f"unexpected byte 0x{c:02x} at offset {pos}")
-            # A value just ended: the enclosing dict (if any) now awaits its next key.
-            if not stack:
-                return pos
-            if is_dict[-1]:
-                stack[-1] = True
+        # The limits are read at each call, so tests can lower them.
+        super().__init__(data, max_depth=MAX_DEPTH, max_tokens=MAX_TOKENS, sorted_keys=False)
 
     def decode(self, pos: int, outer_depth: int = 0) -> tuple[object, int]:
         """(value, offset past it): ints, bytes, lists and dicts with bytes keys."""
@@ -218,7 +127,7 @@ class _Scanner:
         value: object
         while True:
             if pos >= end:
-                raise self._truncated()
+                raise self.truncated()
             c = data[pos]
             if keys and keys[-1] is None:  # a dict awaiting a key, or its end
                 if c == 0x65:
@@ -246,11 +155,9 @@ class _Scanner:
                 value = int(data[pos + 1 : stop - 1])
                 pos = stop
             elif c == 0x6C or c == 0x64:  # noqa: PLR1714
-                self.tokens += 1
-                if self.tokens > MAX_TOKENS:
-                    raise self._over_budget(pos)
-                if len(containers) + outer_depth >= MAX_DEPTH:
-                    raise TorrentError(f"nested deeper than {MAX_DEPTH} levels at offset {pos}")
+                self.count(pos)
+                if len(containers) + outer_depth >= self.max_depth:
+                    raise self.too_deep(pos)
                 if c == 0x64:
                     containers.append({})
                     keys.append(None)
@@ -290,7 +197,7 @@ class _Scanner:
         pos = 1
         while True:
             if pos >= self.end:
-                raise self._truncated()
+                raise self.truncated()
             c = data[pos]
             if c == 0x65:
                 break
@@ -313,6 +220,15 @@ class _Scanner:
         if span is None:
             raise TorrentError("torrent has no 'info' dictionary")
         return span, found
+
+
+@contextlib.contextmanager
+def _torrent_errors() -> Iterator[None]:
+    """Bad bencoding is a bad torrent, with the scanner's one-line message."""
+    try:
+        yield
+    except BencodeError as exc:
+        raise TorrentError(str(exc)) from None
 
 
 def _check_size(data: bytes, what: str) -> None:
@@ -342,7 +258,8 @@ def info_span(data: bytes) -> slice:
             garbage.
     """
     _check_size(data, "torrent")
-    return _Scanner(data).top_level(frozenset())[0]
+    with _torrent_errors():
+        return _Scanner(data).top_level(frozenset())[0]
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -359,7 +276,8 @@ def parse_torrent(data: bytes) -> TorrentMeta:
             that does not describe files (see :func:`parse_info`).
     """
     _check_size(data, "torrent")
-    span, outer = _Scanner(data).top_level(_OUTER_KEYS)
+    with _torrent_errors():
+        span, outer = _Scanner(data).top_level(_OUTER_KEYS)
     trackers: list[str] = []
     announce = outer.get(b"announce")
     if isinstance(announce, bytes):
@@ -391,7 +309,8 @@ def parse_info(info: bytes) -> TorrentMeta:
             than 2.
     """
     _check_size(info, "info dict")
-    value, end = _Scanner(info).decode(0)
+    with _torrent_errors():
+        value, end = _Scanner(info).decode(0)
     _check_end(info, end, "info dict")
     assert isinstance(value, dict)  # _check_size saw the 'd'
     return _meta(info, value, trackers=(), web_seeds=())
@@ -542,7 +461,9 @@ def build_torrent(
             ``creation_date``, or text that cannot be UTF-8 encoded.
     """
     _check_size(info, "info dict")
-    if _Scanner(info).skip(0) != len(info):
+    with _torrent_errors():
+        end = _Scanner(info).skip(0)
+    if end != len(info):
         raise TorrentError("info bytes hold more than one bencoded value")
     if creation_date is not None and (isinstance(creation_date, bool) or creation_date < 0):
         raise TorrentError(f"creation date {creation_date!r} is not a Unix time")

@@ -3,8 +3,8 @@
 No protocol logic lives here: each datagram goes to its socket's core with ``loop.time()``;
 what the core wants sent is sent, its single timer is kept armed with ``loop.call_at``, and
 its events resolve the futures and queues of whoever called ``ping``, ``find_node``,
-``get_peers`` or ``announce``. The timer is only re-armed when the core's deadline moves
-earlier, which keeps the per-datagram cost low on a busy node.
+``get_peers`` or ``announce``. The timer (``dht.io.timer.CoreTimer``) is only looked at when
+the core's ``timer_version`` moved, which keeps the per-datagram cost low on a busy node.
 
 BEP 32 runs IPv4 and IPv6 as two DHTs. A node bound to an IPv4 address is in the first, one
 bound to an IPv6 address in the second, and one bound to ``::`` is in both (dual stack): an
@@ -30,6 +30,7 @@ from dht.events import (
     QueryFailed,
 )
 from dht.io.routers import DEFAULT_ROUTERS, resolve_routers
+from dht.io.timer import CoreTimer
 from dht.protocol import DhtConfig, DhtProtocol
 from dht.wire import Addr, NodeContact, Response
 
@@ -139,8 +140,7 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.core = core
         self.transport: asyncio.DatagramTransport | None = None
         self.loop = asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer = CoreTimer(self.loop, self._on_timer)
         self._timer_version = -1
         self._send_soon = False  # a _send_queued is scheduled
 
@@ -192,24 +192,16 @@ class _Endpoint(asyncio.DatagramProtocol):
             self.node._dispatch(event)
             event = core.next_event()
         self._timer_version = core.timer_version
-        deadline = core.get_timer()
-        if deadline is not None and (self._timer is None or deadline < self._timer_at):
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+        self._timer.arm(core.get_timer())
 
-    def _on_timer(self) -> None:
-        self._timer = None
+    def _on_timer(self, now: float) -> None:
         if self.transport is None:
             return
-        self.core.handle_timer(self.loop.time())
+        self.core.handle_timer(now)
         self.flush()
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         if self.transport is not None:
             self.transport.close()
             self.transport = None

@@ -3,7 +3,7 @@
 A restarted node that comes back with the same id and its old routing table rejoins in
 seconds and keeps the place other nodes' tables give it (BEP 5 expects ids to be stable; BEP
 42 ties them to the external IP, hence the votes). ``save_state`` replaces the file
-atomically (temp file, fsync, rename, fsync of the directory), so a crash or kill leaves
+atomically (``dht.io.files.write_atomic``), so a crash or kill leaves
 either the old or the new file, never a torn one. ``load_state`` trusts nothing it reads: a
 fixed header carries a format version, the body length and a SHA-256 of the body, and every
 field is checked after decoding. ``load_state_or_fresh`` is what a daemon calls at start-up.
@@ -16,14 +16,13 @@ import hashlib
 import math
 import os
 import socket
-import tempfile
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import bencode2
 
 from dht.ids import ID_LEN
+from dht.io.files import write_atomic
 from dht.wire import NodeContact, pack_nodes, unpack_nodes
 
 __all__ = [
@@ -53,7 +52,6 @@ MAX_CONTACTS = 8192  # per family; a full routing table holds a few thousand at 
 MAX_VOTES = 64  # distinct external-IP candidates remembered
 MAX_BAD_KEPT = 3  # corrupt files kept aside for a post-mortem; older ones are removed
 _MAX_FILE = _HEADER_LEN + 64 + MAX_CONTACTS * (26 + 38) + MAX_VOTES * 32 + 1024
-_STALE_TEMP_S = 600.0  # temp files of a save killed midway are removed after this long
 
 
 class StateError(Exception):
@@ -246,51 +244,7 @@ def _state_from_dict(d: object) -> NodeState:
 
 def save_state(path: str | os.PathLike[str], state: NodeState) -> None:
     """Write ``state`` to ``path`` atomically; raises OSError if the disk refuses."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
-    data = encode_state(state)
-    # A unique temp name: two writers (a misconfiguration) then never rename each other's
-    # half-written file into place.
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)  # makes the rename itself durable
-    _remove_stale_temps(directory, base)
-
-
-def _fsync_dir(directory: str) -> None:
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-    try:
-        dfd = os.open(directory, flags)
-    except OSError:
-        return  # some platforms cannot open a directory; the rename is still atomic
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def _remove_stale_temps(directory: str, base: str) -> None:
-    # A save killed between mkstemp and rename leaves its temp file behind; without this a
-    # node crash-looping under systemd would fill the state directory.
-    prefix = f".{base}."
-    cutoff = time.time() - _STALE_TEMP_S
-    with contextlib.suppress(OSError), os.scandir(directory) as it:
-        for entry in it:
-            if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
-                with contextlib.suppress(OSError):
-                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                        os.unlink(entry.path)
+    write_atomic(path, encode_state(state))
 
 
 def load_state(path: str | os.PathLike[str]) -> NodeState:

@@ -1,16 +1,15 @@
 """What ``resolve`` leaves behind: the .torrent file on disk and the record printed about it.
 
-The file is written atomically (temporary file, then rename) so that a reader never sees
+The file is written atomically (``dht.io.files.write_atomic``) so that a reader never sees
 half a torrent, under a name that cannot escape the chosen directory.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from dht.io import files
 from magnet.io.resolve import ResolveError, ResolveResult
 from magnet.torrentfile import safe_name
 
@@ -30,25 +29,10 @@ def output_path(result: ResolveResult, output: str | None, *, directory: bool = 
 
 
 def write_atomic(path: Path, data: bytes) -> None:
+    """Write a .torrent whole or not at all, creating its directory if need be."""
     parent = path.parent if str(path.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".magnetar-", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+    files.write_atomic(path, data)
 
 
 def human_size(n: int) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dht.io.timer import CoreTimer
 from magnet.resolution import Close, Connect, Resolution, ResolutionStats, Resolved, Send
 from magnet.torrentfile import TorrentMeta, build_torrent, parse_info
 from magnet.uri import MagnetLink, parse_info_hash_or_magnet
@@ -126,10 +127,8 @@ class _Fetcher:
         self.done: asyncio.Future[Resolved] = self.loop.create_future()
         self._connecting: dict[Addr, asyncio.Task[object]] = {}
         self._open: dict[Addr, _PeerProtocol] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer = CoreTimer(self.loop, self._on_timer)
         self._on_change = on_change
-        self.first_connect: float | None = None
 
     def add_peers(self, peers: Sequence[Addr], source: str) -> None:
         if self.res.add_peers(peers, source, self.loop.time()):
@@ -141,8 +140,6 @@ class _Fetcher:
             if proto.transport is not None:
                 proto.transport.close()
             return
-        if self.first_connect is None:
-            self.first_connect = self.loop.time()
         self._open[proto.addr] = proto
         self.res.connection_made(proto.addr, self.loop.time())
         self._pump()
@@ -188,22 +185,15 @@ class _Fetcher:
                     proto.transport.abort()
             elif isinstance(action, Resolved) and not self.done.done():
                 self.done.set_result(action)
-        deadline = res.get_timer()
-        if deadline is not None and (self._timer is None or deadline < self._timer_at):
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+        self._timer.arm(res.get_timer())
         self._on_change()
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self.res.handle_timer(self.loop.time())
+    def _on_timer(self, now: float) -> None:
+        self.res.handle_timer(now)
         self._pump()
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
         for task in self._connecting.values():
             task.cancel()
         for proto in self._open.values():

@@ -1,12 +1,10 @@
-"""Publishing torrents: announce on the DHT and serve their metadata (BEP 9) to anyone.
+"""Publishing torrents on asyncio: announce on the DHT and serve their metadata to anyone.
 
-``MetadataService`` is the sans-IO part: given the torrents it serves, it answers one peer
-connection's events (accept or refuse the handshake, send pieces or rejects, cap how much a
-peer may ask). ``ServeSession`` wraps one connection: it tells a plaintext handshake from an
-encrypted one (MSE/PE) by the first bytes, and runs the encryption when asked for.
-``serve_torrents`` runs them on asyncio: a TCP server, and a DHT node that announces
-every info-hash (v1, and the truncated v2 hash of hybrid or v2 torrents) and re-announces
-periodically so the swarm stays findable. Metadata only: no piece data is served.
+``serve_torrents`` runs a TCP server whose connections each feed a sans-IO
+``magnet.service.ServeSession`` (the metadata service, plaintext or MSE/PE), and a DHT node
+that announces every info-hash (v1, and the truncated v2 hash of hybrid or v2 torrents)
+and re-announces periodically so the swarm stays findable; each torrent is also announced
+to its trackers. No protocol logic lives here: this module moves bytes and keeps time.
 """
 
 from __future__ import annotations
@@ -15,167 +13,23 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from magnet.metadata import MetadataSource
-from magnet.peerwire import (
-    NEED_DATA,
-    ConnectionClosed,
-    HandshakeReceived,
-    MetadataRequest,
-    PeerConnection,
-    Role,
-    Violation,
-)
+from magnet.service import SERVE_ENCRYPTION, MetadataService, Served, ServeSession
 from magnet.torrentfile import TorrentMeta
 
 if TYPE_CHECKING:
     from dht.io.node import Node
-    from magnet.mse import MseResponder
 
+# The service's names stay importable from here, where callers first met them.
 __all__ = ["SERVE_ENCRYPTION", "MetadataService", "Served", "ServeSession", "serve_torrents"]
-
-# Incoming connections: "prefer" takes both (encryption when the peer starts with it),
-# "require" refuses plaintext handshakes (RC4 only), "off" refuses encrypted ones.
-SERVE_ENCRYPTION = ("prefer", "require", "off")
 
 log = logging.getLogger("magnet.io.serve")
 
-Addr = tuple[str, int]
 REANNOUNCE_S = 15 * 60.0
-MAX_REQUESTS_PER_CONNECTION = 4096  # a 32 MiB info dict is 2048 pieces; twice that is abuse
 IDLE_TIMEOUT_S = 60.0
 MAX_CONNECTIONS = 512
-
-
-@dataclass(frozen=True, slots=True)
-class Served:
-    """One torrent as the service offers it, under each key a peer may use."""
-
-    meta: TorrentMeta
-    source: MetadataSource
-    keys: tuple[bytes, ...]  # 20-byte handshake/DHT keys: v1 hash, truncated v2 hash
-
-
-class MetadataService:
-    def __init__(self, torrents: Sequence[TorrentMeta], peer_id: bytes) -> None:
-        self.peer_id = peer_id
-        self.by_key: dict[bytes, Served] = {}
-        self.served: list[Served] = []
-        for meta in torrents:
-            keys = tuple(
-                k
-                for k in (meta.info_hash_v1, meta.info_hash_v2[:20] if meta.info_hash_v2 else None)
-                if k is not None
-            )
-            item = Served(meta, MetadataSource(meta.info), keys)
-            self.served.append(item)
-            for k in keys:
-                self.by_key[k] = item
-        self.pieces_sent = 0
-        self.refused = 0
-
-    def new_connection(self) -> PeerConnection:
-        return PeerConnection(None, self.peer_id, our_role=Role.RESPONDER)
-
-    def handle(
-        self, conn: PeerConnection, data: bytes, state: dict[str, int]
-    ) -> tuple[bytes, str | None]:
-        """Feed bytes from a peer. Returns (bytes to send, reason to close or None)."""
-        conn.receive_data(data)
-        out = b""
-        while True:
-            event = conn.next_event()
-            if event is NEED_DATA:
-                return out, None
-            if isinstance(event, HandshakeReceived):
-                item = self.by_key.get(event.info_hash)
-                if item is None:
-                    self.refused += 1
-                    return out, "asked for a torrent we do not serve"
-                out += conn.send_handshake()
-                if event.supports_extensions:
-                    out += conn.send_ext_handshake(metadata_size=item.source.size, reqq=250)
-                state["size"] = item.source.size
-            elif isinstance(event, MetadataRequest):
-                state["requests"] = state.get("requests", 0) + 1
-                if state["requests"] > MAX_REQUESTS_PER_CONNECTION:
-                    return out, "too many metadata requests"
-                info_hash = conn.info_hash
-                item = self.by_key.get(info_hash) if info_hash else None
-                piece = item.source.piece(event.piece) if item else None
-                if item is None or piece is None:
-                    out += conn.send_metadata_reject(event.piece)
-                else:
-                    out += conn.send_metadata_data(event.piece, item.source.size, piece)
-                    self.pieces_sent += 1
-            elif isinstance(event, Violation):
-                return out, f"protocol violation: {event.reason}"
-            elif isinstance(event, ConnectionClosed):
-                return out, "closed"
-
-
-class ServeSession:
-    """One incoming connection, sans IO: plaintext or MSE/PE, then the metadata service."""
-
-    def __init__(
-        self, service: MetadataService, encryption: str, randbytes: Callable[[int], bytes]
-    ) -> None:
-        self.service = service
-        self.encryption = encryption
-        self.randbytes = randbytes
-        self.conn = service.new_connection()
-        self.state: dict[str, int] = {}
-        self._head = b""  # first bytes, until we know which kind of handshake this is
-        self._mse: MseResponder | None = None
-        self._kind: str | None = None
-
-    def receive(self, data: bytes) -> tuple[bytes, str | None]:
-        """Bytes from the peer -> (bytes to send, reason to close or None)."""
-        if self._kind is None:
-            from magnet.mse import sniff_handshake
-
-            self._head += data
-            kind = sniff_handshake(self._head)
-            if kind is None:
-                return b"", None
-            if kind == "plaintext" and self.encryption == "require":
-                return b"", "plaintext handshake refused (encryption required)"
-            if kind == "encrypted" and self.encryption == "off":
-                return b"", "encrypted handshake refused (encryption off)"
-            self._kind = kind
-            data, self._head = self._head, b""
-            if kind == "encrypted":
-                from magnet.mse import CryptoMethod, MseResponder
-
-                allow = CryptoMethod.RC4
-                if self.encryption != "require":
-                    allow |= CryptoMethod.PLAINTEXT
-                self._mse = MseResponder(
-                    list(self.service.by_key), allow=allow, randbytes=self.randbytes
-                )
-        mse = self._mse
-        if mse is None:
-            return self.service.handle(self.conn, data, self.state)
-        if not mse.complete:
-            from magnet.mse import HandshakeComplete, MseFailed
-
-            mse.receive_data(data)
-            out = mse.data_to_send()
-            event = mse.next_event()
-            if isinstance(event, MseFailed):
-                return out, f"encryption handshake failed: {event.reason}"
-            if not isinstance(event, HandshakeComplete):
-                return out, None
-            rest = event.initial_payload + event.leftover
-            if not rest:  # (b"" would mean end of stream to the peer wire)
-                return out, None
-            reply, why = self.service.handle(self.conn, rest, self.state)
-            return out + mse.encrypt(reply), why
-        reply, why = self.service.handle(self.conn, mse.decrypt(data), self.state)
-        return mse.encrypt(reply), why
 
 
 class _ServeProtocol(asyncio.Protocol):

@@ -1,11 +1,13 @@
 """Tracker clients: announce to and scrape a BitTorrent tracker given its URL.
 
-`announce` and `scrape` pick the transport by scheme: ``udp://`` speaks BEP 15 through
-`magnet.trackers.udp`; ``http://`` and ``https://`` speak BEP 3/7/23/48 through
-`magnet.io.http_tracker`. Every failure is a `TrackerError` with a one-line reason. Transports
-are imported on first use, so importing this package is cheap, and aiohttp is loaded only
-when an HTTP tracker is actually asked, in a worker thread so that a DHT running on the same
-loop is not stalled for the 0.1-0.3 s the import takes here.
+`announce` and `scrape` pick the transport by scheme (checked by `magnet.trackers.urls`,
+which also says how long each time guard waits): ``udp://`` speaks BEP 15 through
+`magnet.trackers.udp` and `magnet.io.udp_tracker`; ``http://`` and ``https://`` speak BEP
+3/7/23/48 through `magnet.trackers.http` and `magnet.io.http_tracker`. Every failure is a
+`TrackerError` with a one-line reason. Transports are imported on first use, so importing
+this module is cheap, and aiohttp is loaded only when an HTTP tracker is actually asked, in
+a worker thread so that a DHT running on the same loop is not stalled for the 0.1-0.3 s the
+import takes here.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import SplitResult, urlsplit
 
 from magnet.trackers.messages import (
     MAX_PEERS,
@@ -28,6 +29,7 @@ from magnet.trackers.messages import (
     ScrapeStats,
     TrackerError,
 )
+from magnet.trackers.urls import TrackerUrl, parse_tracker_url
 
 if TYPE_CHECKING:
     from magnet.io.udp_tracker import UdpTracker
@@ -45,30 +47,7 @@ __all__ = [
     "scrape",
 ]
 
-#: Of two time guards, the one that should not speak waits this much longer: for UDP the
-#: core's reason ("timed out after 3 attempts", or the tracker's words) says more than the
-#: outer guard's; for HTTP the outer guard, which also covers importing aiohttp, speaks.
-_GRACE_S = 0.25
-
 _T = TypeVar("_T")
-
-
-def _split(url: str) -> tuple[str, SplitResult]:
-    try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018  # raises ValueError on a bad port
-    except ValueError as exc:
-        raise TrackerError(f"bad tracker URL {url!r}: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("udp", "http", "https"):
-        raise TrackerError(
-            f"unsupported scheme {scheme!r}" if scheme else f"bad tracker URL {url!r}"
-        )
-    if not parts.hostname:
-        raise TrackerError(f"bad tracker URL {url!r}: no host")
-    if scheme == "udp" and parts.port is None:
-        raise TrackerError(f"bad tracker URL {url!r}: no port")
-    return scheme, parts
 
 
 class _Loader:
@@ -167,7 +146,7 @@ async def announce(
     :param retry_schedule: UDP only: seconds to wait after each attempt (default 0.5, 1, 2).
     :raises TrackerError: unsupported scheme, bad URL, timeout, failure, nonsense answer.
     """
-    scheme, parts = _split(url)
+    target = parse_tracker_url(url)
     rng = rng or random.SystemRandom()
     request = AnnounceRequest(
         info_hash=info_hash,
@@ -183,7 +162,7 @@ async def announce(
     )
 
     async def over_udp(deadline: float) -> AnnounceResult:
-        async with await _open_udp(parts, rng, retry_schedule, max_peers) as tracker:
+        async with await _open_udp(target, rng, retry_schedule, max_peers) as tracker:
             left = deadline - asyncio.get_running_loop().time()
             answer = await tracker.announce(request, timeout=left)
         return AnnounceResult(
@@ -197,12 +176,10 @@ async def announce(
         await _load_aiohttp()
         from magnet.io.http_tracker import http_announce
 
-        left = deadline - asyncio.get_running_loop().time() + _GRACE_S
+        left = deadline - asyncio.get_running_loop().time() + target.inner_grace_s
         return await http_announce(url, request, timeout=left, max_peers=max_peers)
 
-    if scheme == "udp":
-        return await _capped(timeout, _GRACE_S, over_udp)
-    return await _capped(timeout, 0.0, over_http)
+    return await _capped(timeout, target.outer_grace_s, over_udp if target.is_udp else over_http)
 
 
 async def scrape(
@@ -220,7 +197,7 @@ async def scrape(
 
     :raises TrackerError: as `announce`; also when an HTTP tracker has no scrape URL (BEP 48).
     """
-    scheme, parts = _split(url)
+    target = parse_tracker_url(url)
     hashes = list(dict.fromkeys(info_hashes))
     if not hashes:
         return {}
@@ -230,9 +207,10 @@ async def scrape(
     async def over_http(deadline: float) -> list[dict[bytes, ScrapeStats]]:
         await _load_aiohttp()
         from magnet.io import http_tracker as http
+        from magnet.trackers.http import MAX_SCRAPE_HASHES
 
-        step = http.MAX_SCRAPE_HASHES
-        left = deadline - asyncio.get_running_loop().time() + _GRACE_S
+        step = MAX_SCRAPE_HASHES
+        left = deadline - asyncio.get_running_loop().time() + target.inner_grace_s
         return await _all(
             [
                 http.http_scrape(url, hashes[i : i + step], timeout=left)
@@ -244,7 +222,7 @@ async def scrape(
         from magnet.trackers import udp
 
         step = udp.MAX_SCRAPE_HASHES
-        async with await _open_udp(parts, rng, retry_schedule) as tracker:
+        async with await _open_udp(target, rng, retry_schedule) as tracker:
             # One connect serves every chunk: the core shares its connection id.
             left = deadline - asyncio.get_running_loop().time()
             answers = await _all(
@@ -255,10 +233,8 @@ async def scrape(
             )
         return [answer.stats for answer in answers]
 
-    if scheme == "udp":
-        parts_stats = await _capped(timeout, _GRACE_S, over_udp)
-    else:
-        parts_stats = await _capped(timeout, 0.0, over_http)
+    body = over_udp if target.is_udp else over_http
+    parts_stats = await _capped(timeout, target.outer_grace_s, body)
     out: dict[bytes, ScrapeStats] = {}
     for stats in parts_stats:
         out.update(stats)
@@ -276,7 +252,7 @@ async def _capped(timeout: float, grace: float, body: Callable[[float], Awaitabl
 
 
 async def _open_udp(
-    parts: SplitResult,
+    target: TrackerUrl,
     rng: random.Random | None,
     retry_schedule: Sequence[float] | None,
     max_peers: int = MAX_PEERS,
@@ -285,16 +261,10 @@ async def _open_udp(
     from magnet.trackers.udp import DEFAULT_RETRY_SCHEDULE_S
 
     return await UdpTracker.open(
-        parts.hostname or "",
-        parts.port or 0,
+        target.host,
+        target.port or 0,
         rng=rng or random.SystemRandom(),
         retry_schedule=retry_schedule or DEFAULT_RETRY_SCHEDULE_S,
         max_peers=max_peers,
-        url_data=_url_data(parts),
+        url_data=target.url_data,
     )
-
-
-def _url_data(parts: SplitResult) -> bytes:
-    """Path and query of a UDP tracker URL, for BEP 41 URLData."""
-    data = parts.path + (f"?{parts.query}" if parts.query else "")
-    return data.encode("utf-8", errors="replace")

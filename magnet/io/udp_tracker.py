@@ -16,6 +16,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from dht.io.timer import CoreTimer
 from dht.wire import Addr
 from magnet.trackers.messages import MAX_PEERS, AnnounceRequest, TrackerError
 from magnet.trackers.udp import (
@@ -43,8 +44,7 @@ class UdpTracker(asyncio.DatagramProtocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.DatagramTransport | None = None
         self._waiters: dict[int, asyncio.Future[Announced | Scraped]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = CoreTimer(self._loop, self._on_timer)
 
     @classmethod
     async def open(
@@ -143,9 +143,7 @@ class UdpTracker(asyncio.DatagramProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         self.client.abort("closed")
         self._deliver()
 
@@ -157,20 +155,9 @@ class UdpTracker(asyncio.DatagramProtocol):
             for data, _ in self.client.datagrams_to_send(now):
                 self._transport.sendto(data)
         self._deliver()
-        timer_at = self.client.get_timer()
-        if timer_at != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if timer_at is not None and self._transport is not None:
-                self._timer = self._loop.call_at(timer_at, self._on_timer)
-            self._timer_at = timer_at
+        self._timer.arm(self.client.get_timer() if self._transport is not None else None)
 
-    def _on_timer(self) -> None:
-        # The loop may fire a hair early: hand the core at least the deadline it asked for.
-        now = max(self._loop.time(), self._timer_at or 0.0)
-        self._timer = None
-        self._timer_at = None
+    def _on_timer(self, now: float) -> None:
         self.client.handle_timer(now)
         self._transmit()
 

@@ -2,7 +2,7 @@
 
 BEP 3 names the announce fields and events, BEP 15 carries the same fields over UDP,
 BEP 23 and BEP 7 pack peers as 6-byte (IPv4) and 18-byte (IPv6) compact strings, BEP 48
-gives scrape counts. `magnet.trackers.udp` and `magnet.io.http_tracker` both speak in these
+gives scrape counts. `magnet.trackers.udp` and `magnet.trackers.http` both speak in these
 types, and every failure a caller sees is one `TrackerError` carrying a one-line reason.
 No IO here, and nothing costly to import.
 """

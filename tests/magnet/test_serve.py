@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from magnet.io.serve import MetadataService, ServeSession
 from magnet.metadata import METADATA_PIECE
 from magnet.mse import CryptoMethod, HandshakeComplete, MseInitiator
 from magnet.peerwire import NEED_DATA, ExtHandshake, HandshakeReceived, MetadataData, PeerConnection
+from magnet.service import MetadataService, ServeSession
 from magnet.torrentfile import parse_info
 from tests.magnet.fakepeers import info_hash, make_info
 
@@ -91,3 +91,29 @@ def test_unknown_torrent_is_refused() -> None:
     _, why = ServeSession(service, "prefer", os.urandom).receive(hello)
     assert why == "asked for a torrent we do not serve"
     assert service.refused == 1
+
+
+def test_driver_reexports_the_service_names() -> None:
+    import magnet.io.serve
+    import magnet.service
+
+    for name in ("SERVE_ENCRYPTION", "MetadataService", "ServeSession", "Served"):
+        assert getattr(magnet.io.serve, name) is getattr(magnet.service, name)
+
+
+def test_too_many_requests_close_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    import magnet.service
+
+    monkeypatch.setattr(magnet.service, "MAX_REQUESTS_PER_CONNECTION", 3)
+    info = make_info(100)
+    service = MetadataService([parse_info(info)], os.urandom(20))
+    session = ServeSession(service, "prefer", os.urandom)
+    client = PeerConnection(info_hash(info), os.urandom(20))
+    back, why = session.receive(client.send_handshake() + client.send_ext_handshake())
+    client.receive_data(back)
+    while client.next_event() is not NEED_DATA:
+        pass
+    for n in range(1, 5):
+        _, why = session.receive(client.send_metadata_request(0))
+        assert (why is None) == (n <= 3)
+    assert why == "too many metadata requests"

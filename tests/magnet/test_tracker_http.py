@@ -32,15 +32,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from magnet.io.http_tracker import (
-    DEFAULT_INTERVAL_S,
-    announce_url,
-    http_announce,
-    parse_announce,
-    parse_scrape,
-    scrape_query_url,
-    scrape_url,
-)
+from magnet.io.http_tracker import http_announce
 from magnet.io.trackers import (
     AnnounceEvent,
     AnnounceRequest,
@@ -48,6 +40,14 @@ from magnet.io.trackers import (
     TrackerError,
     announce,
     scrape,
+)
+from magnet.trackers.http import (
+    DEFAULT_INTERVAL_S,
+    announce_url,
+    parse_announce,
+    parse_scrape,
+    scrape_query_url,
+    scrape_url,
 )
 
 T = TypeVar("T")

@@ -1,0 +1,172 @@
+"""Serving torrents' metadata to peers (BEP 9 over BEP 10), sans IO.
+
+``MetadataService`` knows the torrents served, under every key a peer may ask by (the v1
+info-hash, and the truncated v2 hash of hybrid or v2 torrents, BEP 52), and answers one
+peer connection's events: accept or refuse the handshake, send pieces or rejects, cap how
+much a peer may ask. ``ServeSession`` is one incoming connection: it tells a plaintext
+handshake from an encrypted one (MSE/PE) by the first bytes, applies the encryption policy,
+and runs the bytes through an ``EncryptedStream`` when asked for. The asyncio server that
+feeds it lives in ``magnet.io.serve``. Metadata only: no piece data is served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from magnet.metadata import MetadataSource
+from magnet.peerwire import (
+    NEED_DATA,
+    ConnectionClosed,
+    HandshakeReceived,
+    MetadataRequest,
+    PeerConnection,
+    Role,
+    Violation,
+)
+from magnet.torrentfile import TorrentMeta
+
+if TYPE_CHECKING:
+    from magnet.mse import EncryptedStream
+
+__all__ = [
+    "MAX_REQUESTS_PER_CONNECTION",
+    "SERVE_ENCRYPTION",
+    "MetadataService",
+    "PeerState",
+    "ServeSession",
+    "Served",
+]
+
+# Incoming connections: "prefer" takes both (encryption when the peer starts with it),
+# "require" refuses plaintext handshakes (RC4 only), "off" refuses encrypted ones.
+SERVE_ENCRYPTION = ("prefer", "require", "off")
+
+MAX_REQUESTS_PER_CONNECTION = 4096  # a 32 MiB info dict is 2048 pieces; twice that is abuse
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One torrent as the service offers it, under each key a peer may use."""
+
+    meta: TorrentMeta
+    source: MetadataSource
+    keys: tuple[bytes, ...]  # 20-byte handshake/DHT keys: v1 hash, truncated v2 hash
+
+
+@dataclass(slots=True)
+class PeerState:
+    """What the service remembers about one connection."""
+
+    requests: int = 0  # metadata requests answered so far
+
+
+class MetadataService:
+    """The torrents served and the answers to a peer's peer-wire events."""
+
+    def __init__(self, torrents: Sequence[TorrentMeta], peer_id: bytes) -> None:
+        self.peer_id = peer_id
+        self.by_key: dict[bytes, Served] = {}
+        self.served: list[Served] = []
+        for meta in torrents:
+            keys = tuple(
+                k
+                for k in (meta.info_hash_v1, meta.info_hash_v2[:20] if meta.info_hash_v2 else None)
+                if k is not None
+            )
+            item = Served(meta, MetadataSource(meta.info), keys)
+            self.served.append(item)
+            for k in keys:
+                self.by_key[k] = item
+        self.refused = 0  # handshakes for torrents we do not serve
+
+    def new_connection(self) -> PeerConnection:
+        return PeerConnection(None, self.peer_id, our_role=Role.RESPONDER)
+
+    def handle(
+        self, conn: PeerConnection, data: bytes, state: PeerState
+    ) -> tuple[bytes, str | None]:
+        """Feed bytes from a peer. Returns (bytes to send, reason to close or None)."""
+        conn.receive_data(data)
+        out = b""
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                return out, None
+            if isinstance(event, HandshakeReceived):
+                item = self.by_key.get(event.info_hash)
+                if item is None:
+                    self.refused += 1
+                    return out, "asked for a torrent we do not serve"
+                out += conn.send_handshake()
+                if event.supports_extensions:
+                    out += conn.send_ext_handshake(metadata_size=item.source.size, reqq=250)
+            elif isinstance(event, MetadataRequest):
+                state.requests += 1
+                if state.requests > MAX_REQUESTS_PER_CONNECTION:
+                    return out, "too many metadata requests"
+                info_hash = conn.info_hash
+                item = self.by_key.get(info_hash) if info_hash else None
+                piece = item.source.piece(event.piece) if item else None
+                if item is None or piece is None:
+                    out += conn.send_metadata_reject(event.piece)
+                else:
+                    out += conn.send_metadata_data(event.piece, item.source.size, piece)
+            elif isinstance(event, Violation):
+                return out, f"protocol violation: {event.reason}"
+            elif isinstance(event, ConnectionClosed):
+                return out, "closed"
+
+
+class ServeSession:
+    """One incoming connection, sans IO: plaintext or MSE/PE, then the metadata service."""
+
+    def __init__(
+        self, service: MetadataService, encryption: str, randbytes: Callable[[int], bytes]
+    ) -> None:
+        self.service = service
+        self.encryption = encryption
+        self.randbytes = randbytes
+        self.conn = service.new_connection()
+        self.state = PeerState()
+        self._head = b""  # first bytes, until we know which kind of handshake this is
+        self._stream: EncryptedStream | None = None
+        self._kind: str | None = None
+
+    def receive(self, data: bytes) -> tuple[bytes, str | None]:
+        """Bytes from the peer -> (bytes to send, reason to close or None)."""
+        if self._kind is None:
+            # MSE stays unimported (and its crypto library unloaded) until a peer uses it.
+            from magnet.mse import sniff_handshake
+
+            self._head += data
+            kind = sniff_handshake(self._head)
+            if kind is None:
+                return b"", None
+            if kind == "plaintext" and self.encryption == "require":
+                return b"", "plaintext handshake refused (encryption required)"
+            if kind == "encrypted" and self.encryption == "off":
+                return b"", "encrypted handshake refused (encryption off)"
+            self._kind = kind
+            data, self._head = self._head, b""
+            if kind == "encrypted":
+                from magnet.mse import CryptoMethod, EncryptedStream, MseResponder
+
+                allow = CryptoMethod.RC4
+                if self.encryption != "require":
+                    allow |= CryptoMethod.PLAINTEXT
+                self._stream = EncryptedStream(
+                    MseResponder(list(self.service.by_key), allow=allow, randbytes=self.randbytes)
+                )
+        stream = self._stream
+        if stream is None:
+            return self.service.handle(self.conn, data, self.state)
+        plain = stream.receive_data(data)
+        if stream.failure is not None:
+            return stream.data_to_send(), f"encryption handshake failed: {stream.failure}"
+        why = None
+        if plain:  # (b"" would mean end of stream to the peer wire)
+            reply, why = self.service.handle(self.conn, plain, self.state)
+            stream.send(reply)
+        return stream.data_to_send(), why
