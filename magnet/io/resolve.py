@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dht.version import PEER_ID_PREFIX
 from magnet.resolution import Close, Connect, Resolution, ResolutionStats, Resolved, Send
 from magnet.torrentfile import TorrentMeta, build_torrent, parse_info
 from magnet.uri import MagnetLink, parse_info_hash_or_magnet
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["Progress", "ResolveError", "ResolveResult", "resolve"]
 
 Addr = tuple[str, int]
-CLIENT_PREFIX = b"-MR0010-"  # Azureus-style peer id prefix: magnetar 0.1.0
+CLIENT_PREFIX = PEER_ID_PREFIX  # Azureus-style peer id prefix, from dht.version
 
 
 class ResolveError(Exception):

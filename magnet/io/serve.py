@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dht.version import PEER_ID_PREFIX
 from magnet.metadata import MetadataSource
 from magnet.peerwire import (
     NEED_DATA,
@@ -244,7 +245,7 @@ async def serve_torrents(
     (and to each torrent's trackers plus ``trackers``) until ``stop`` is set. ``ready`` gets
     the TCP port once listening."""
     stop = stop or asyncio.Event()
-    service = MetadataService(torrents, b"-MR0010-" + os.urandom(12))
+    service = MetadataService(torrents, PEER_ID_PREFIX + os.urandom(12))
     if encryption not in SERVE_ENCRYPTION:
         raise ValueError(f"encryption must be one of {', '.join(SERVE_ENCRYPTION)}")
     state = _Server(service, encryption)
