@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,23 @@ def test_one_link_and_many_get_the_same_resolve_options() -> None:
     assert set(options) <= set(inspect.signature(resolve).parameters)
     assert options["max_metadata_size"] == 5 * 1024 * 1024
     assert options["timeout"] == 2.0 and options["encryption"] == "off"
+
+
+def test_records_bracket_an_ipv6_peer(tmp_path: Path) -> None:
+    # The JSON record once wrote "::1:6881", which no HOST:PORT parser can split again.
+    from magnet.io.output import result_record
+    from magnet.io.resolve import ResolveResult
+    from magnet.torrentfile import parse_info
+    from magnet.uri import parse_info_hash_or_magnet
+
+    info = make_info(20_000, name="v6.bin")
+    result = ResolveResult(
+        link=parse_info_hash_or_magnet(info_hash(info).hex()),
+        info=info,
+        meta=parse_info(info),
+        peer=("2001:db8::1", 6881),
+        source="dht",
+        seconds=0.5,
+    )
+    assert result_record(result, tmp_path / "v6.torrent")["peer"] == "[2001:db8::1]:6881"
+    assert result_record(replace(result, peer=("10.0.0.1", 1)), None)["peer"] == "10.0.0.1:1"
