@@ -294,12 +294,9 @@ async def resolve(
             fetcher.add_peers(list(link.peers), "x.pe")
         if use_dht:
             if node is None:
-                from dht.io.node import Node
-                from dht.protocol import DhtConfig
+                from dht.io.client import client_node
 
-                own_node = Node(
-                    "0.0.0.0", 0, bootstrap_routers=bootstrap, config=DhtConfig(read_only=True)
-                )
+                own_node = client_node(bootstrap)
                 await own_node.start()
                 node = own_node
             tasks.append(
