@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Annotated
 
 import typer
@@ -80,7 +81,6 @@ def peers(
     Example: magnetar peers 0123456789abcdef0123456789abcdef01234567 -b 127.0.0.1:6881
     """
     import json
-    import time
 
     from dht.addresses import format_hostport
     from dht.ids import parse_info_hash

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -114,8 +115,6 @@ def resolve(
 
 def _read_links(args: list[str]) -> list[str]:
     """Magnet links from arguments; ``-`` reads stdin, an existing file is read a link a line."""
-    from pathlib import Path
-
     links: list[str] = []
     for arg in args:
         if arg == "-":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -44,8 +45,6 @@ def serve(
 
     Example: magnetar serve ubuntu.torrent --port 6881
     """
-    from pathlib import Path
-
     from dht.addresses import format_hostport
     from magnet.io.serve import SERVE_ENCRYPTION
     from magnet.io.serve import run as publish
