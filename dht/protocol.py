@@ -42,6 +42,7 @@ from dht.storage import PeerStore
 from dht.tokens import TokenIssuer
 from dht.transactions import Pending, Transactions
 from dht.traversal import Lookup
+from dht.version import KRPC_VERSION
 from dht.wire import (
     ERROR_METHOD_UNKNOWN,
     ERROR_PROTOCOL,
@@ -61,8 +62,7 @@ from dht.wire import (
 __all__ = ["VERSION", "DhtConfig", "DhtProtocol", "Stats"]
 
 
-# BEP 20 style client id: two letters and two version bytes (0.1).
-VERSION = b"MR\x00\x01"
+VERSION = KRPC_VERSION  # BEP 5 ``v``: from dht.version
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from typing import Final, Literal
 
 import bencode2
 
+from dht.version import CLIENT_NAME
 from magnet.bencode_spans import value_end
 from magnet.metadata import piece_length
 from magnet.peerevents import (
@@ -95,7 +96,7 @@ RESERVED: Final = bytes([0, 0, 0, 0, 0, 0x10, 0, 0x01])
 MAX_MESSAGE_BYTES: Final = 1024 * 1024 + 1024
 #: Largest info dict a peer may announce by default: libtorrent's max_metadata_size.
 MAX_METADATA_BYTES: Final = 30 * 1024 * 1024
-CLIENT_VERSION: Final = "magnetar 0.1.0"
+CLIENT_VERSION: Final = CLIENT_NAME
 
 MSG_PORT: Final = 9
 MSG_EXTENDED: Final = 20

@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from dht.version import CLIENT_NAME
 from magnet.bencode_spans import BencodeError, SpanScanner
 from magnet.uri import MagnetLink
 
@@ -446,7 +447,7 @@ def build_torrent(
     *,
     trackers: Sequence[str] = (),
     web_seeds: Sequence[str] = (),
-    created_by: str = "magnetar 0.1.0",
+    created_by: str = CLIENT_NAME,
     creation_date: int | None = None,
 ) -> bytes:
     """A complete .torrent around ``info``, whose bytes are spliced in verbatim.

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import quote, unquote
 
+from dht.addresses import format_hostport
+
 __all__ = [
     "MAX_EXACT_LENGTH",
     "MAX_LINK_CHARS",
@@ -273,8 +275,8 @@ def format(link: MagnetLink) -> str:
         parts.append(f"xl={link.exact_length}")
     parts.extend(f"tr={_escape(url)}" for url in link.trackers)
     parts.extend(f"ws={_escape(url)}" for url in link.web_seeds)
-    parts.extend(f"x.pe={_format_addr(addr)}" for addr in link.peers)
-    parts.extend(f"dht={_format_addr(addr)}" for addr in link.dht_nodes)
+    parts.extend(f"x.pe={format_hostport(addr)}" for addr in link.peers)
+    parts.extend(f"dht={format_hostport(addr)}" for addr in link.dht_nodes)
     if link.select_only is not None:
         parts.append(f"so={_format_select_only(link.select_only)}")
     return _SCHEME + "&".join(parts)
@@ -364,11 +366,6 @@ def _canonical_host(host: str, key: str) -> str:
     ):
         raise MagnetError(f"{key} host {_show(host)} is not an IP address or host name")
     return name
-
-
-def _format_addr(addr: tuple[str, int]) -> str:
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _unique_addrs(addrs: Iterable[tuple[str, int]], key: str) -> tuple[tuple[str, int], ...]:

@@ -2,7 +2,7 @@
 """The main job on a private loopback DHT, no internet needed.
 
 Starts a testnet of DHT nodes on 127.0.0.1, publishes a freshly made sample torrent with
-``magnet.io.serve`` (announced on the testnet, metadata served over TCP), then runs
+``magnet.io.serve.run`` (announced on the testnet, metadata served over TCP), then runs
 ``magnetar resolve`` on its bare magnet link and checks the .torrent it writes.
 """
 
@@ -20,9 +20,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import bencode2
 
 from dht.addresses import format_hostport
-from dht.io.node import Node
 from dht.io.testnet import Testnet
-from magnet.io.serve import serve_torrents
+from magnet.io.serve import run as publish
 from magnet.torrentfile import build_torrent, parse_torrent
 
 PIECE = 16384
@@ -56,35 +55,42 @@ async def main() -> int:
         boot = format_hostport(net.bootstrap_addrs(1)[0])
         print(f"testnet: {len(net.nodes)} DHT nodes on 127.0.0.1, bootstrap {boot}")
         stop = asyncio.Event()
-        async with Node("127.0.0.1", 0, bootstrap_routers=net.bootstrap_addrs(3)) as node:
-            await node.bootstrap()
-            ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            server = asyncio.create_task(
-                serve_torrents([meta], node=node, host="127.0.0.1", stop=stop, ready=ready)
+        ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        server = asyncio.create_task(
+            publish(
+                [meta],
+                host="127.0.0.1",
+                port=0,
+                dht_port=0,
+                bootstrap=net.bootstrap_addrs(3),
+                use_trackers=False,
+                on_ready=ready.set_result,
+                stop=stop,
             )
-            port = await ready
-            while not any(key in n.core.storage for n in net.nodes for key in [meta.info_hash_v1]):
-                await asyncio.sleep(0.05)  # until the first announce has landed
-            link = f"magnet:?xt=urn:btih:{meta.info_hash_v1.hex() if meta.info_hash_v1 else ''}"
-            print(f"serving '{meta.name}' metadata on 127.0.0.1:{port}, announced on the testnet")
-            out = workdir / "resolved.torrent"
-            print(f"$ magnetar resolve '{link}' -b {boot} -o {out}", flush=True)
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "magnet",
-                "resolve",
-                link,
-                "-b",
-                boot,
-                "-o",
-                str(out),
-                "--timeout",
-                "20",
-            )
-            code = await asyncio.wait_for(proc.wait(), 30)
-            stop.set()
-            await server
+        )
+        port = await ready
+        while not any(key in n.core.storage for n in net.nodes for key in [meta.info_hash_v1]):
+            await asyncio.sleep(0.05)  # until the first announce has landed
+        link = f"magnet:?xt=urn:btih:{meta.info_hash_v1.hex() if meta.info_hash_v1 else ''}"
+        print(f"serving '{meta.name}' metadata on 127.0.0.1:{port}, announced on the testnet")
+        out = workdir / "resolved.torrent"
+        print(f"$ magnetar resolve '{link}' -b {boot} -o {out}", flush=True)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "magnet",
+            "resolve",
+            link,
+            "-b",
+            boot,
+            "-o",
+            str(out),
+            "--timeout",
+            "20",
+        )
+        code = await asyncio.wait_for(proc.wait(), 30)
+        stop.set()
+        await server
     if code != 0:
         return code
     resolved = parse_torrent(out.read_bytes())

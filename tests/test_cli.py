@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -173,11 +174,11 @@ def test_http_client_is_preloaded_only_when_an_http_tracker_will_be_asked(
     expected: bool,
 ) -> None:
     import magnet.io.trackers
-    from magnet.cli.app import _preload_http_client, _ResolveOptions
+    from magnet.cli.resolve import ResolveOptions, preload_http_client
 
     calls: list[None] = []
     monkeypatch.setattr(magnet.io.trackers, "preload_http_client", lambda: calls.append(None))
-    opts = _ResolveOptions(
+    opts = ResolveOptions(
         timeout=1.0,
         max_connections=1,
         max_metadata_mib=1,
@@ -186,7 +187,7 @@ def test_http_client_is_preloaded_only_when_an_http_tracker_will_be_asked(
         trackers=extra,
         encryption="auto",
     )
-    _preload_http_client(opts, link_trackers)
+    preload_http_client(opts, link_trackers)
     assert bool(calls) == expected
 
 
@@ -195,10 +196,10 @@ def test_one_link_and_many_get_the_same_resolve_options() -> None:
     # against what magnet.resolve accepts.
     import inspect
 
-    from magnet.cli.app import _ResolveOptions
+    from magnet.cli.resolve import ResolveOptions
     from magnet.io.resolve import resolve
 
-    opts = _ResolveOptions(
+    opts = ResolveOptions(
         timeout=2.0,
         max_connections=3,
         max_metadata_mib=5,
@@ -211,3 +212,40 @@ def test_one_link_and_many_get_the_same_resolve_options() -> None:
     assert set(options) <= set(inspect.signature(resolve).parameters)
     assert options["max_metadata_size"] == 5 * 1024 * 1024
     assert options["timeout"] == 2.0 and options["encryption"] == "off"
+
+
+def test_records_bracket_an_ipv6_peer(tmp_path: Path) -> None:
+    # The JSON record once wrote "::1:6881", which no HOST:PORT parser can split again.
+    from magnet.io.output import result_record
+    from magnet.io.resolve import ResolveResult
+    from magnet.torrentfile import parse_info
+    from magnet.uri import parse_info_hash_or_magnet
+
+    info = make_info(20_000, name="v6.bin")
+    result = ResolveResult(
+        link=parse_info_hash_or_magnet(info_hash(info).hex()),
+        info=info,
+        meta=parse_info(info),
+        peer=("2001:db8::1", 6881),
+        source="dht",
+        seconds=0.5,
+    )
+    assert result_record(result, tmp_path / "v6.torrent")["peer"] == "[2001:db8::1]:6881"
+    assert result_record(replace(result, peer=("10.0.0.1", 1)), None)["peer"] == "10.0.0.1:1"
+
+
+def test_serve_on_a_taken_tcp_port_fails_instead_of_waiting(testnet: str, tmp_path: Path) -> None:
+    import socket
+
+    path = tmp_path / "t.torrent"
+    path.write_bytes(b"d4:info" + make_info(20_000, name="t.bin") + b"e")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        out = magnetar(
+            "serve", str(path), "--host", "127.0.0.1", "--port", port, "--dht-port", "0",
+            "-b", testnet, timeout=30,
+        )  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"cannot bind 127.0.0.1:{port}" in out.stderr and out.stdout == ""

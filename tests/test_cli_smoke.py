@@ -23,3 +23,38 @@ def test_fast_exit_keeps_exit_codes_and_flushes_output() -> None:
     assert helped.returncode == 0
     # The help ends with its command list: all of it arrived.
     assert "export" in helped.stdout.rpartition("Commands:")[2]
+
+
+def test_version_option_and_command_print_the_one_version() -> None:
+    from dht.version import CLIENT_NAME, KRPC_VERSION, PEER_ID_PREFIX, __version__
+
+    major, minor, _ = (int(part) for part in __version__.split("."))
+    assert CLIENT_NAME.split() == ["magnetar", __version__]
+    assert (KRPC_VERSION[:2], list(KRPC_VERSION[2:])) == (b"MR", [major, minor])
+    assert PEER_ID_PREFIX.startswith(b"-MR") and len(PEER_ID_PREFIX) == 8
+    for args in (["--version"], ["version"]):
+        out = magnetar(*args)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == CLIENT_NAME + "\n"
+
+
+def test_starting_the_cli_imports_no_command_library() -> None:
+    # magnetar resolve is timed from process start: the root app and every command module
+    # load typer and nothing of what the commands call.
+    probe = (
+        "import sys, magnet.cli.app; "
+        "print('\\n'.join(m for m in sys.modules if m.split('.')[0] in ('dht', 'magnet', 'crawl')"
+        " or m in ('asyncio', 'sqlite3', 'aiohttp', 'rich')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(out.stdout.split())
+    assert "magnet.cli.resolve" in loaded  # the probe does see our modules
+    heavy = {
+        m
+        for m in loaded
+        if m.startswith(("dht", "magnet.io", "crawl"))
+        or m in ("asyncio", "sqlite3", "aiohttp", "rich")
+    }
+    assert heavy == set()

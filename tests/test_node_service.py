@@ -162,3 +162,34 @@ def test_flood_from_many_sources_stays_bounded_and_a_client_is_answered() -> Non
             assert status["pending"] <= config.max_pending
 
     run(main(), 60)
+
+
+def test_testnet_run_reports_ready_then_lasts_until_stopped() -> None:
+    from dht.io.testnet import run as run_testnet
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        seen: list[dict[str, object]] = []
+
+        def ready(net: Testnet) -> None:
+            seen.append(net.describe())
+            # Every node is up and joined when we hear of it.
+            assert all(len(node.core.routing) >= 1 for node in net.nodes)
+            asyncio.get_running_loop().call_later(0.2, stop.set)
+
+        await run_testnet(4, on_ready=ready, stop=stop)
+        assert len(seen) == 1 and seen[0]["nodes"] == 4
+
+    run(main())
+
+
+def test_testnet_run_ends_after_its_duration() -> None:
+    from dht.io.testnet import run as run_testnet
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await run_testnet(2, duration=0.3)
+        assert loop.time() - started >= 0.3
+
+    run(main())

@@ -51,6 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from dht.addresses import format_hostport
+
 __all__ = ["SCHEMA_VERSION", "CrawlStore", "export", "iter_records"]
 
 SCHEMA_VERSION = 1
@@ -274,7 +276,7 @@ class CrawlStore:
         wall: float,
         peer: Addr | None,
     ) -> None:
-        peer_text = f"{peer[0]}:{peer[1]}" if peer else None
+        peer_text = format_hostport(peer) if peer else None
         row = (info_hash, name, total_size, len(files), piece_length, wall, peer_text)
         file_rows = [(info_hash, i, f.path, f.length) for i, f in enumerate(files)]
         self._metadata.append((row, file_rows))

@@ -3,20 +3,24 @@
 Nodes bind consecutive ports on one host (loopback by default) and join one another the way
 real nodes join the public DHT: the first node is the bootstrap node, each later node
 bootstraps from it and a few random earlier ones, and a final round of self-lookups lets
-every node meet its neighbours. Nothing is sent anywhere but the given host.
+every node meet its neighbours. Nothing is sent anywhere but the given host. ``run`` is what
+``magnetar testnet`` runs: a testnet that lasts until a signal or a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from collections.abc import Callable
 
 from dht.addresses import format_hostport
+from dht.io.daemon import stop_on_signals
 from dht.io.node import Node
 from dht.protocol import DhtConfig
 from dht.wire import Addr
 
-__all__ = ["Testnet"]
+__all__ = ["Testnet", "run"]
 
 
 class Testnet:
@@ -86,3 +90,24 @@ class Testnet:
     def close(self) -> None:
         for node in self.nodes:
             node.close()
+
+
+async def run(
+    count: int,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    duration: float | None = None,
+    on_ready: Callable[[Testnet], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run a testnet of ``count`` nodes until ``duration`` seconds have passed (None: no
+    limit), ``stop`` is set or SIGINT/SIGTERM arrives. ``on_ready`` is called once every
+    node has joined (``Testnet.describe()`` tells where they are)."""
+    stop = stop or asyncio.Event()
+    with stop_on_signals(stop):
+        async with Testnet(count, host=host, port=port) as net:
+            if on_ready is not None:
+                on_ready(net)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration)

@@ -1,21 +1,20 @@
 """``magnetar crawl``: the typer sub-app over ``crawl`` (mounted by ``magnet.cli.app``).
 
-Parse, call the library, print. Exit codes: 0 ok, 1 the crawl could not run (no bootstrap
-node resolved or answered, cannot bind), 2 bad input. Heavy modules (asyncio, sqlite3, rich,
-the DHT) are imported inside the commands so that the CLI starts fast.
+Parse, call the library, print. Exit codes (``magnet.cli.options``): 0 ok, 1 the crawl could
+not run (no bootstrap node resolved or answered, cannot bind), 2 bad input. Heavy modules
+(asyncio, sqlite3, rich, the DHT) are imported inside the commands so that the CLI starts fast.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-__all__ = ["crawl_app"]
+from magnet.cli.options import EXIT_NOT_FOUND, BootstrapOption, fail, parse_bootstrap
 
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
+__all__ = ["crawl_app"]
 
 crawl_app = typer.Typer(
     invoke_without_command=True,
@@ -37,11 +36,6 @@ its schema.""",
 )
 
 
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    typer.echo(f"magnetar: {message}", err=True)
-    raise typer.Exit(code)
-
-
 @crawl_app.callback()
 def crawl(
     ctx: typer.Context,
@@ -52,16 +46,7 @@ def crawl(
     port: Annotated[
         int, typer.Option(help="UDP port of the first node; node i uses port+i (0: any).")
     ] = 6881,
-    bootstrap: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--bootstrap",
-            "-b",
-            metavar="HOST:PORT",
-            help="DHT node to start from (repeatable, or comma-separated); replaces the"
-            " public bootstrap routers.",
-        ),
-    ] = None,
+    bootstrap: BootstrapOption = None,
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
     ] = None,
@@ -112,9 +97,7 @@ def crawl(
         ctx.obj = {"db": db}
         return
     if duration is not None and duration <= 0:
-        _fail("--duration must be positive")
-    from magnet.cli.app import parse_bootstrap  # not at the top: magnet.cli.app imports this module
-
+        fail("--duration must be positive")
     routers = parse_bootstrap(bootstrap)
 
     from crawl.io.crawler import CrawlConfig
@@ -152,7 +135,7 @@ def _run_crawl(db: str, config: Any, duration: float | None, json_out: bool) -> 
     try:
         store = CrawlStore(db)
     except (sqlite3.Error, OSError) as exc:
-        _fail(f"cannot open database {db}: {exc}")
+        fail(f"cannot open database {db}: {exc}")
     display = _Display(json_out)
 
     def on_health(h: dict[str, object]) -> None:
@@ -175,14 +158,14 @@ def _run_crawl(db: str, config: Any, duration: float | None, json_out: bool) -> 
         except CrawlError as exc:
             display.stop()
             typer.echo(f"magnetar: {exc}", err=True)
-            return EXIT_FAILED
+            return EXIT_NOT_FOUND
         except OSError as exc:
             display.stop()
             typer.echo(
                 f"magnetar: cannot bind {config.host}:{config.port}: {exc.strerror or exc}",
                 err=True,
             )
-            return EXIT_FAILED
+            return EXIT_NOT_FOUND
         display.stop()
         final = dict(report.health)
         final["done"] = True
@@ -264,10 +247,10 @@ def export_cmd(
     from crawl.io.store import export
 
     if fmt not in ("jsonl", "csv"):
-        _fail(f"--format must be jsonl or csv, not {fmt!r}")
+        fail(f"--format must be jsonl or csv, not {fmt!r}")
     db = (ctx.obj or {}).get("db", "crawl.sqlite")
     if not os.path.exists(db):
-        _fail(f"no database at {db}")
+        fail(f"no database at {db}")
     try:
         if output is None:
             count = export(db, sys.stdout, fmt, since=since)
@@ -275,8 +258,8 @@ def export_cmd(
             with open(output, "w", newline="", encoding="utf-8") as f:
                 count = export(db, f, fmt, since=since)
     except sqlite3.Error as exc:
-        _fail(f"cannot read {db}: {exc}")
+        fail(f"cannot read {db}: {exc}")
     except OSError as exc:
-        _fail(f"cannot write {output}: {exc.strerror or exc}")
+        fail(f"cannot write {output}: {exc.strerror or exc}")
     if output is not None:
         typer.echo(f"{count} info-hashes written to {output}", err=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dht.addresses import format_hostport
 from dht.io import files
 from magnet.io.resolve import ResolveError, ResolveResult
 from magnet.torrentfile import safe_name
@@ -56,7 +57,7 @@ def result_record(result: ResolveResult, path: Path | None) -> dict[str, Any]:
         "files": [{"path": "/".join(f.path), "length": f.length} for f in meta.files],
         "output": str(path) if path is not None else None,
         "seconds": round(result.seconds, 4),
-        "peer": f"{result.peer[0]}:{result.peer[1]}",
+        "peer": format_hostport(result.peer),
         "source": result.source,
         "trace": [{"phase": p, "seconds": s} for p, s in result.trace],
         "sources": result.sources,

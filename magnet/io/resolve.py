@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dht.io.timer import CoreTimer
+from dht.version import PEER_ID_PREFIX
 from magnet.resolution import Close, Connect, Resolution, ResolutionStats, Resolved, Send
 from magnet.torrentfile import TorrentMeta, build_torrent, parse_info
 from magnet.uri import MagnetLink, parse_info_hash_or_magnet
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["Progress", "ResolveError", "ResolveResult", "resolve"]
 
 Addr = tuple[str, int]
-CLIENT_PREFIX = b"-MR0010-"  # Azureus-style peer id prefix: magnetar 0.1.0
+CLIENT_PREFIX = PEER_ID_PREFIX  # Azureus-style peer id prefix, from dht.version
 
 
 class ResolveError(Exception):
@@ -283,12 +284,9 @@ async def resolve(
             fetcher.add_peers(list(link.peers), "x.pe")
         if use_dht:
             if node is None:
-                from dht.io.node import Node
-                from dht.protocol import DhtConfig
+                from dht.io.client import client_node
 
-                own_node = Node(
-                    "0.0.0.0", 0, bootstrap_routers=bootstrap, config=DhtConfig(read_only=True)
-                )
+                own_node = client_node(bootstrap)
                 await own_node.start()
                 node = own_node
             tasks.append(

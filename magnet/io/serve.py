@@ -13,17 +13,26 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from dht.version import PEER_ID_PREFIX
 from magnet.service import SERVE_ENCRYPTION, MetadataService, Served, ServeSession
 from magnet.torrentfile import TorrentMeta
 
 if TYPE_CHECKING:
     from dht.io.node import Node
+    from dht.wire import Addr
 
 # The service's names stay importable from here, where callers first met them.
-__all__ = ["SERVE_ENCRYPTION", "MetadataService", "Served", "ServeSession", "serve_torrents"]
+__all__ = [
+    "SERVE_ENCRYPTION",
+    "MetadataService",
+    "ServeSession",
+    "Served",
+    "run",
+    "serve_torrents",
+]
 
 log = logging.getLogger("magnet.io.serve")
 
@@ -98,7 +107,7 @@ async def serve_torrents(
     (and to each torrent's trackers plus ``trackers``) until ``stop`` is set. ``ready`` gets
     the TCP port once listening."""
     stop = stop or asyncio.Event()
-    service = MetadataService(torrents, b"-MR0010-" + os.urandom(12))
+    service = MetadataService(torrents, PEER_ID_PREFIX + os.urandom(12))
     if encryption not in SERVE_ENCRYPTION:
         raise ValueError(f"encryption must be one of {', '.join(SERVE_ENCRYPTION)}")
     state = _Server(service, encryption)
@@ -177,3 +186,68 @@ async def _announce_to_tracker(
             wait = min(max(float(result.interval or 0), 60.0), max_interval)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), wait)
+
+
+async def run(
+    torrents: Sequence[TorrentMeta],
+    *,
+    host: str = "0.0.0.0",
+    port: int = 6881,
+    dht_port: int | None = None,
+    bootstrap: Sequence[Addr] | None = None,
+    encryption: str = "prefer",
+    trackers: Sequence[str] = (),
+    use_trackers: bool = True,
+    on_ready: Callable[[int], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Publish ``torrents`` until ``stop`` is set or SIGINT/SIGTERM arrives: what
+    ``magnetar serve`` runs.
+
+    A DHT node on UDP ``dht_port`` (default: ``port``) joins through ``bootstrap`` (None: the
+    public routers), then ``serve_torrents`` serves on TCP ``host:port`` and announces;
+    ``on_ready`` gets the TCP port once it listens.
+
+    :raises OSError: a port cannot be bound.
+    """
+    # Imported here, not at the top: the node and its signal handling are only needed by
+    # this program, not by the service classes above.
+    from dht.io.daemon import stop_on_signals
+    from dht.io.node import Node
+
+    stop = stop or asyncio.Event()
+    udp_port = port if dht_port is None else dht_port
+    with stop_on_signals(stop):
+        async with Node(host, udp_port, bootstrap_routers=bootstrap) as node:
+            log.info("joined the DHT: %d nodes", await node.bootstrap())
+            ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            job = asyncio.create_task(
+                serve_torrents(
+                    torrents,
+                    node=node,
+                    host=host,
+                    port=port,
+                    stop=stop,
+                    ready=ready,
+                    encryption=encryption,
+                    trackers=trackers,
+                    use_trackers=use_trackers,
+                )
+            )
+            # The server may fail before it listens (TCP port taken): then its error, not
+            # a wait for a port that never comes.
+            first: list[asyncio.Future[int] | asyncio.Task[None]] = [ready, job]
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+            if not ready.done():
+                ready.cancel()
+                await job
+                return
+            if on_ready is not None:
+                on_ready(ready.result())
+            log.info(
+                "serving %d torrents on TCP port %d, DHT on UDP port %d",
+                len(torrents),
+                ready.result(),
+                node.addr[1],
+            )
+            await job
