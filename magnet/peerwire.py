@@ -36,6 +36,7 @@ from magnet.peerevents import (
     PeerEvent,
     Violation,
 )
+from magnet.receivebuffer import ReceiveBuffer
 
 __all__ = [
     "CLIENT_VERSION",
@@ -67,7 +68,8 @@ __all__ = [
 #
 # then nothing but messages: a 4-byte big-endian length, then that many bytes, the first of
 # which is the message id (length 0 is a keep-alive). Parsing is pull-driven: bytes pile up
-# in `_ReceiveBuffer` and `next_event` cuts off one whole handshake or message at a time.
+# in a `ReceiveBuffer` (magnet.receivebuffer) and `next_event` cuts off one whole handshake
+# or message at a time.
 # A message is only looked at once all of it is there, so any chunking of the same stream
 # yields the same events; its length is checked against `max_message` as soon as the
 # 4-byte prefix is in, so a hostile 4 GB prefix costs nothing.
@@ -154,50 +156,6 @@ class ConnectionState(enum.Enum):
 _MAX_BENCODE_DEPTH: Final = 32
 
 
-class _ReceiveBuffer:
-    """Bytes received and not yet parsed: a bytearray plus a read offset.
-
-    Consumed bytes are cut off in bulk, only when they are at least half of the buffer,
-    so reading many small messages costs linear, not quadratic, copying.
-    """
-
-    __slots__ = ("_data", "_start")
-
-    _COMPACT_BYTES: Final = 65536
-
-    def __init__(self) -> None:
-        self._data = bytearray()
-        self._start = 0
-
-    def __len__(self) -> int:
-        return len(self._data) - self._start
-
-    def feed(self, data: bytes) -> None:
-        self._data += data
-
-    def peek(self, n: int) -> bytes:
-        """Up to ``n`` bytes from the front, without consuming them."""
-        return bytes(self._data[self._start : self._start + n])
-
-    def uint32(self) -> int:
-        """The big-endian uint32 at the front (caller checked that 4 bytes are there)."""
-        value: int = _LENGTH.unpack_from(self._data, self._start)[0]
-        return value
-
-    def take(self, n: int) -> bytes:
-        """Remove and return exactly ``n`` bytes (caller checked that they are there)."""
-        start = self._start
-        chunk = bytes(self._data[start : start + n])
-        self._start = start + n
-        if self._start == len(self._data):
-            self._data.clear()
-            self._start = 0
-        elif self._start >= self._COMPACT_BYTES and self._start * 2 >= len(self._data):
-            del self._data[: self._start]
-            self._start = 0
-        return chunk
-
-
 class PeerConnection:
     """One peer wire connection, sans IO (see the essay at the top of this module).
 
@@ -267,7 +225,7 @@ class PeerConnection:
         self._info_hash = info_hash
         self._local_names = {i: name for name, i in ext.items()}
         self._local_ut_metadata = ext.get(UT_METADATA)
-        self._buffer = _ReceiveBuffer()
+        self._buffer = ReceiveBuffer()
         self._eof = False
         self._state = ConnectionState.HANDSHAKE
         self._terminal: Violation | ConnectionClosed | None = None

@@ -35,7 +35,7 @@ from magnet.peerwire import (
 )
 
 if TYPE_CHECKING:
-    from magnet.mse import EncryptedStream
+    from magnet.encrypted_stream import EncryptedStream
 
 __all__ = [
     "ENCRYPTION_POLICIES",
@@ -229,7 +229,8 @@ class Resolution:
         # allows it; a request may only follow once theirs arrived.
         hello = conn.send_handshake() + conn.send_ext_handshake()
         if peer.encrypt:
-            from magnet.mse import CryptoMethod, EncryptedStream, MseInitiator
+            from magnet.encrypted_stream import EncryptedStream
+            from magnet.mse import CryptoMethod, MseInitiator
 
             assert self._randbytes is not None
             methods = CryptoMethod.RC4

@@ -28,7 +28,7 @@ from magnet.peerwire import (
 from magnet.torrentfile import TorrentMeta
 
 if TYPE_CHECKING:
-    from magnet.mse import EncryptedStream
+    from magnet.encrypted_stream import EncryptedStream
 
 __all__ = [
     "MAX_REQUESTS_PER_CONNECTION",
@@ -151,7 +151,8 @@ class ServeSession:
             self._kind = kind
             data, self._head = self._head, b""
             if kind == "encrypted":
-                from magnet.mse import CryptoMethod, EncryptedStream, MseResponder
+                from magnet.encrypted_stream import EncryptedStream
+                from magnet.mse import CryptoMethod, MseResponder
 
                 allow = CryptoMethod.RC4
                 if self.encryption != "require":

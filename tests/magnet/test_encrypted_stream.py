@@ -8,7 +8,8 @@ from collections.abc import Callable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from magnet.mse import CryptoMethod, EncryptedStream, MseInitiator, MseResponder
+from magnet.encrypted_stream import EncryptedStream
+from magnet.mse import CryptoMethod, MseInitiator, MseResponder
 
 IH = bytes(range(20))
 BOTH = CryptoMethod.PLAINTEXT | CryptoMethod.RC4
