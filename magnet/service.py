@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from magnet.metadata import MetadataSource
 from magnet.peerwire import (
     NEED_DATA,
+    UT_METADATA,
     ConnectionClosed,
     HandshakeReceived,
     MetadataRequest,
@@ -31,7 +32,9 @@ if TYPE_CHECKING:
     from magnet.encrypted_stream import EncryptedStream
 
 __all__ = [
+    "MAX_PIECES_PER_READ",
     "MAX_REQUESTS_PER_CONNECTION",
+    "REQUEST_QUEUE",
     "SERVE_ENCRYPTION",
     "MetadataService",
     "PeerState",
@@ -44,6 +47,10 @@ __all__ = [
 SERVE_ENCRYPTION = ("prefer", "require", "off")
 
 MAX_REQUESTS_PER_CONNECTION = 4096  # a 32 MiB info dict is 2048 pieces; twice that is abuse
+REQUEST_QUEUE = 250  # the reqq we advertise (BEP 10): requests a peer may have outstanding
+# Pieces sent in answer to one read: a burst beyond what we advertised gets rejects (a few
+# bytes each), so one read of requests can never make more than ~4 MiB of reply.
+MAX_PIECES_PER_READ = REQUEST_QUEUE
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,8 @@ class PeerState:
     """What the service remembers about one connection."""
 
     requests: int = 0  # metadata requests answered so far
+    messages: int = 0  # whole messages (and handshakes) received: the driver's idle clock
+    handshaken: bool = False  # the peer's BitTorrent handshake arrived and was accepted
 
 
 class MetadataService:
@@ -87,36 +96,52 @@ class MetadataService:
     def handle(
         self, conn: PeerConnection, data: bytes, state: PeerState
     ) -> tuple[bytes, str | None]:
-        """Feed bytes from a peer. Returns (bytes to send, reason to close or None)."""
+        """Feed bytes from a peer. Returns (bytes to send, reason to close or None).
+
+        The reply is gathered in a list and joined once: answering a burst of requests
+        costs time linear in its size.
+        """
         conn.receive_data(data)
-        out = b""
+        out: list[bytes] = []
+        pieces = 0
         while True:
             event = conn.next_event()
             if event is NEED_DATA:
-                return out, None
+                return b"".join(out), None
+            state.messages += 1
             if isinstance(event, HandshakeReceived):
                 item = self.by_key.get(event.info_hash)
                 if item is None:
                     self.refused += 1
-                    return out, "asked for a torrent we do not serve"
-                out += conn.send_handshake()
+                    return b"".join(out), "asked for a torrent we do not serve"
+                state.handshaken = True
+                out.append(conn.send_handshake())
                 if event.supports_extensions:
-                    out += conn.send_ext_handshake(metadata_size=item.source.size, reqq=250)
+                    out.append(
+                        conn.send_ext_handshake(
+                            metadata_size=item.source.size, reqq=REQUEST_QUEUE
+                        )
+                    )
             elif isinstance(event, MetadataRequest):
                 state.requests += 1
                 if state.requests > MAX_REQUESTS_PER_CONNECTION:
-                    return out, "too many metadata requests"
+                    return b"".join(out), "too many metadata requests"
+                if UT_METADATA not in conn.remote_extensions:
+                    # BEP 9 answers go to the id the peer gave ut_metadata in its extension
+                    # handshake; a peer that never sent one cannot be answered.
+                    return b"".join(out), "metadata request before the peer advertised ut_metadata"
                 info_hash = conn.info_hash
                 item = self.by_key.get(info_hash) if info_hash else None
                 piece = item.source.piece(event.piece) if item else None
-                if item is None or piece is None:
-                    out += conn.send_metadata_reject(event.piece)
+                if item is None or piece is None or pieces >= MAX_PIECES_PER_READ:
+                    out.append(conn.send_metadata_reject(event.piece))
                 else:
-                    out += conn.send_metadata_data(event.piece, item.source.size, piece)
+                    pieces += 1
+                    out.append(conn.send_metadata_data(event.piece, item.source.size, piece))
             elif isinstance(event, Violation):
-                return out, f"protocol violation: {event.reason}"
+                return b"".join(out), f"protocol violation: {event.reason}"
             elif isinstance(event, ConnectionClosed):
-                return out, "closed"
+                return b"".join(out), "closed"
 
 
 class ServeSession:

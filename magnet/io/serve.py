@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from dht.version import PEER_ID_PREFIX
 from magnet.service import SERVE_ENCRYPTION, MetadataService, Served, ServeSession
@@ -37,50 +37,105 @@ __all__ = [
 log = logging.getLogger("magnet.io.serve")
 
 REANNOUNCE_S = 15 * 60.0
-IDLE_TIMEOUT_S = 60.0
 MAX_CONNECTIONS = 512
+MAX_CONNECTIONS_PER_IP = 8  # one host cannot hold the server's connections
+HANDSHAKE_TIMEOUT_S = 10.0  # a peer that has not completed its handshake by then is cut off
+IDLE_TIMEOUT_S = 60.0  # no whole message for this long: cut off (a byte a minute is not alive)
+WRITE_BUFFER_HIGH = 1 << 20  # above this, stop reading the peer until it drains (back-pressure)
+WRITE_BUFFER_MAX = 8 << 20  # a peer that lets this much pile up unread is cut off
+CLOSE_GRACE_S = 5.0  # a closing connection that cannot flush its last reply by then is aborted
 
 
 class _ServeProtocol(asyncio.Protocol):
+    """One incoming TCP connection: bytes to the sans-IO session and back, with deadlines.
+
+    Every way a peer can hold resources is bounded here: connections per IP, the handshake
+    deadline, an idle clock that only whole messages reset, reading paused while our writes
+    are backed up, and an abort (not a flushing close) for peers that stop reading.
+    """
+
     def __init__(self, server: _Server) -> None:
         self.server = server
         self.session = ServeSession(server.service, server.encryption, os.urandom)
         self.transport: asyncio.Transport | None = None
-        self.idle: asyncio.TimerHandle | None = None
+        self.ip = ""
+        self.timer: asyncio.TimerHandle | None = None
+        self.seen_messages = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        if len(self.server.connections) >= MAX_CONNECTIONS:
-            transport.close()
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, base)  # a TCP server's transports are streams
+        peer = transport.get_extra_info("peername")
+        self.ip = str(peer[0]) if peer else ""
+        server = self.server
+        if (
+            len(server.connections) >= MAX_CONNECTIONS
+            or server.per_ip.get(self.ip, 0) >= MAX_CONNECTIONS_PER_IP
+        ):
+            server.refused += 1
+            transport.abort()
             return
-        self.server.connections.add(self)
-        self._arm()
+        self.transport = transport
+        server.connections.add(self)
+        server.per_ip[self.ip] = server.per_ip.get(self.ip, 0) + 1
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        self._arm(HANDSHAKE_TIMEOUT_S, "no handshake in time")
 
-    def _arm(self) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
-        loop = asyncio.get_running_loop()
-        self.idle = loop.call_later(IDLE_TIMEOUT_S, self._close)
+    def _arm(self, delay: float, why: str) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(delay, self._abort, why)
 
-    def _close(self) -> None:
+    def _abort(self, why: str) -> None:
         if self.transport is not None:
-            self.transport.close()
+            log.debug("dropping %s: %s", self.ip, why)
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        out, why = self.session.receive(data)
-        if self.transport is None:
+        transport = self.transport
+        if transport is None:
+            return
+        try:
+            out, why = self.session.receive(data)
+        except Exception:  # the one boundary for this peer's bytes: drop it, keep serving
+            log.exception("dropping %s: unexpected error", self.ip)
+            transport.abort()
             return
         if out:
-            self.transport.write(out)
+            transport.write(out)
         if why is not None:
-            self.transport.close()
-        else:
-            self._arm()
+            log.debug("closing %s: %s", self.ip, why)
+            transport.close()  # flushes the last reply (a reject, say) ...
+            self._arm(CLOSE_GRACE_S, "closing peer does not read")  # ... or is aborted
+            return
+        if transport.get_write_buffer_size() > WRITE_BUFFER_MAX:
+            self._abort("peer does not read its replies")
+            return
+        state = self.session.state
+        if state.messages != self.seen_messages and state.handshaken:
+            self.seen_messages = state.messages
+            self._arm(IDLE_TIMEOUT_S, "idle")
+
+    def pause_writing(self) -> None:
+        # Our replies are backed up: stop taking requests until the peer reads them.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
-        self.server.connections.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+        server = self.server
+        if self in server.connections:
+            server.connections.discard(self)
+            left = server.per_ip.get(self.ip, 1) - 1
+            if left:
+                server.per_ip[self.ip] = left
+            else:
+                server.per_ip.pop(self.ip, None)
+        self.transport = None
 
 
 class _Server:
@@ -88,6 +143,8 @@ class _Server:
         self.service = service
         self.encryption = encryption
         self.connections: set[_ServeProtocol] = set()
+        self.per_ip: dict[str, int] = {}
+        self.refused = 0  # connections turned away at the caps
 
 
 async def serve_torrents(
