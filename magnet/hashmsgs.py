@@ -44,9 +44,11 @@ HASH_REJECT: Final = 23
 #: Most base-layer hashes one message may name: libtorrent's cap (validate_hash_request in
 #: hash_picker.cpp), a 128 MiB piece of leaves. BEP 52 says SHOULD NOT exceed 512.
 MAX_LENGTH: Final = 8192
-#: BEP 52: a length MUST be at least two. We keep to that when we send, but accept one:
-#: libtorrent asks for the piece hashes past the last multiple of 512 with a length of
-#: merkle_num_leafs(pieces left), which is 1 when one piece is left (hash_picker.cpp).
+#: BEP 52: a length MUST be at least two. Our requests keep to that, but we accept one, and
+#: answer it in kind (an answer repeats the fields of its request): libtorrent 2.1.1 asks for
+#: the piece hashes past the last multiple of 512 with a length of merkle_num_leafs(pieces
+#: left), which is 1 when one piece is left (hash_picker.cpp; seen on loopback, see
+#: tests/interop/test_hashmsgs_lt.py).
 MIN_SENT_LENGTH: Final = 2
 
 _FIELDS: Final = struct.Struct(">32sIIII")
@@ -179,8 +181,6 @@ def _frame(msg_id: int, body: bytes) -> bytes:
 
 
 def _fields(msg: HashMessage) -> bytes:
-    if msg.length < MIN_SENT_LENGTH:
-        raise HashMessageError(f"BEP 52: a length of {msg.length} is below {MIN_SENT_LENGTH}")
     return _FIELDS.pack(msg.pieces_root, msg.base_layer, msg.index, msg.length, msg.proof_layers)
 
 
@@ -188,26 +188,20 @@ def encode_hash_request(msg: HashRequest) -> bytes:
     """The framed `hash request` message.
 
     Raises:
-        HashMessageError: a length below `MIN_SENT_LENGTH`.
+        HashMessageError: a length below `MIN_SENT_LENGTH` (BEP 52).
     """
+    if msg.length < MIN_SENT_LENGTH:
+        raise HashMessageError(f"BEP 52: a length of {msg.length} is below {MIN_SENT_LENGTH}")
     return _frame(HASH_REQUEST, _fields(msg))
 
 
 def encode_hash_reject(msg: HashReject) -> bytes:
-    """The framed `hash reject` message.
-
-    Raises:
-        HashMessageError: a length below `MIN_SENT_LENGTH`.
-    """
+    """The framed `hash reject` message (its fields are the refused request's)."""
     return _frame(HASH_REJECT, _fields(msg))
 
 
 def encode_hashes(msg: Hashes) -> bytes:
-    """The framed `hashes` message.
-
-    Raises:
-        HashMessageError: a length below `MIN_SENT_LENGTH`.
-    """
+    """The framed `hashes` message (its fields are the answered request's)."""
     return _frame(HASHES, _fields(msg) + b"".join(msg.hashes))
 
 
@@ -215,7 +209,7 @@ def encode_hash_message(msg: HashMessage) -> bytes:
     """The framed message, whichever of the three it is.
 
     Raises:
-        HashMessageError: a length below `MIN_SENT_LENGTH`.
+        HashMessageError: a request with a length below `MIN_SENT_LENGTH`.
     """
     if isinstance(msg, Hashes):
         return encode_hashes(msg)

@@ -142,17 +142,22 @@ def test_the_largest_length_is_accepted_and_fits_a_peer_message() -> None:
     assert biggest <= MAX_MESSAGE_BYTES
 
 
-def test_length_one_is_parsed_as_libtorrent_sends_it_but_never_sent() -> None:
+def test_length_one_is_parsed_and_answered_as_libtorrent_asks_but_never_requested() -> None:
     body = fields(1, 512, 1, 2)
     request = parse_hash_request(body)
     assert request.length == 1
     assert parse_hash_reject(body).request == request
     answer = parse_hashes(body + h(0) + h(1) + h(2) + h(3))  # 1 hash + 3 uncles
     assert answer.hash_range.uncle_count == 3
+    # An answer repeats its request's fields, so both answers go out with length one...
+    assert encode_hash_reject(request.reject())[5:] == body
+    assert encode_hashes(answer)[5:] == body + h(0) + h(1) + h(2) + h(3)
+    # ...but a request of ours keeps to BEP 52.
     assert MIN_SENT_LENGTH == 2
-    for msg in (request, request.reject(), answer):
-        with pytest.raises(HashMessageError, match="below 2"):
-            encode_hash_message(msg)
+    with pytest.raises(HashMessageError, match="below 2"):
+        encode_hash_request(request)
+    with pytest.raises(HashMessageError, match="below 2"):
+        encode_hash_message(request)
 
 
 def test_hashes_must_match_length_and_proof_layers() -> None:
@@ -226,7 +231,7 @@ def test_a_served_answer_survives_the_wire_and_proves() -> None:
 @st.composite
 def valid_fields(draw: st.DrawFn) -> tuple[bytes, int, int, int, int]:
     root = draw(st.binary(min_size=32, max_size=32))
-    length = 1 << draw(st.integers(min_value=1, max_value=13))
+    length = 1 << draw(st.integers(min_value=0, max_value=13))
     base = draw(st.integers(min_value=0, max_value=MAX_TREE_HEIGHT - 14))
     room = MAX_TREE_HEIGHT - base  # layers above the base in the tallest tree
     index = length * draw(
@@ -239,7 +244,8 @@ def valid_fields(draw: st.DrawFn) -> tuple[bytes, int, int, int, int]:
 @st.composite
 def valid_messages(draw: st.DrawFn) -> HashMessage:
     root, base, index, length, proof = draw(valid_fields())
-    kind = draw(st.sampled_from(["request", "reject", "hashes"]))
+    kinds = ["reject", "hashes"] if length < MIN_SENT_LENGTH else ["request", "reject", "hashes"]
+    kind = draw(st.sampled_from(kinds))
     if kind == "request":
         return HashRequest(root, base, index, length, proof)
     if kind == "reject":
@@ -266,7 +272,7 @@ def test_any_bytes_parse_or_raise_the_one_error(msg_id: int, body: bytes) -> Non
         msg = parse_hash_message(msg_id, body)
     except HashMessageError:
         return
-    if msg.length >= MIN_SENT_LENGTH:
+    if not (isinstance(msg, HashRequest) and msg.length < MIN_SENT_LENGTH):
         assert encode_hash_message(msg)[5:] == body
 
 
@@ -293,5 +299,5 @@ def test_near_valid_fields_parse_or_raise_the_one_error(
     except HashMessageError:
         return
     assert (msg.base_layer, msg.index, msg.length, msg.proof_layers) == values
-    if msg.length >= MIN_SENT_LENGTH:
+    if not (isinstance(msg, HashRequest) and msg.length < MIN_SENT_LENGTH):
         assert encode_hash_message(msg)[5:] == body
