@@ -1,6 +1,10 @@
-"""BEP 52 hash exchange against libtorrent 2.1.1 on loopback: libtorrent fetches hashes from us.
+"""BEP 52 hash exchange against libtorrent 2.1.1 on loopback, in both directions.
 
-libtorrent holds a v2 torrent without its piece layers (the info dict alone, as after a
+We fetch: a libtorrent seed answers the requests of `magnet.merkle.piece_layer_requests`,
+sent and read through `magnet.hashmsgs`; each answer must prove to its file's pieces root
+(`verify_hashes`) and the layers put together must equal the .torrent's `piece layers`.
+
+We serve: libtorrent holds a v2 torrent without its piece layers (the info dict alone, as after a
 magnet) and connects to a small seed of ours on 127.0.0.1: a blocking socket in a thread
 that answers `hash request` through `magnet.hashmsgs` and `magnet.merkle.MerkleTree` (built
 from the .torrent's piece layers, as a seed that has only the .torrent would) and `request`
@@ -26,15 +30,28 @@ from typing import Any
 import pytest
 
 from magnet.hashmsgs import (
+    HASH_REJECT,
     HASH_REQUEST,
+    HASHES,
     Hashes,
     HashMessageError,
     HashRequest,
     encode_hash_reject,
+    encode_hash_request,
     encode_hashes,
+    parse_hash_message,
     parse_hash_request,
 )
-from magnet.merkle import MerkleError, MerkleTree, split_hashes
+from magnet.merkle import (
+    MerkleError,
+    MerkleTree,
+    pad_hash,
+    piece_count,
+    piece_layer_requests,
+    split_hashes,
+    tree_height,
+    verify_hashes,
+)
 
 lt: Any = pytest.importorskip("libtorrent")
 
@@ -60,6 +77,12 @@ class V2Torrent:
     space: bytes
     #: Trees from the piece layers, by pieces root, for the files larger than a piece.
     trees: dict[bytes, MerkleTree]
+    #: The whole .torrent as libtorrent made it, and where its files are.
+    metainfo: bytes
+    save_path: Path
+    #: (pieces root, file length) of every file larger than a piece.
+    big_files: list[tuple[bytes, int]]
+    piece_layers: dict[bytes, bytes]
 
 
 def make_v2(root: Path) -> V2Torrent:
@@ -80,6 +103,7 @@ def make_v2(root: Path) -> V2Torrent:
         data = (root / layout.file_path(i)).read_bytes()
         space[layout.file_offset(i) : layout.file_offset(i) + len(data)] = data
     trees = {}
+    big_files = []
     for name, size in SIZES.items():
         entry = generated[b"info"][b"file tree"][name.encode()][b""]
         layer = generated[b"piece layers"].get(entry[b"pieces root"])
@@ -87,8 +111,56 @@ def make_v2(root: Path) -> V2Torrent:
             tree = MerkleTree.from_piece_layer(split_hashes(layer), PIECE, size)
             assert tree.root == entry[b"pieces root"]
             trees[tree.root] = tree
+            big_files.append((tree.root, size))
     assert len(trees) == 2
-    return V2Torrent(info, hashlib.sha256(info).digest(), bytes(space), trees)
+    return V2Torrent(
+        info=info,
+        info_hash=hashlib.sha256(info).digest(),
+        space=bytes(space),
+        trees=trees,
+        metainfo=bytes(lt.bencode(generated)),
+        save_path=root,
+        big_files=big_files,
+        piece_layers=dict(generated[b"piece layers"]),
+    )
+
+
+class Stream:
+    """Length-prefixed peer messages over a blocking socket, every read bounded by a deadline."""
+
+    def __init__(self, conn: socket.socket, deadline: float, stop: threading.Event) -> None:
+        self.conn = conn
+        self.deadline = deadline
+        self.stop = stop
+        self.buf = bytearray()
+        conn.settimeout(0.2)
+
+    def take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            if self.stop.is_set() or time.monotonic() > self.deadline:
+                raise EOFError("stopped or out of time")
+            try:
+                chunk = self.conn.recv(1 << 16)
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise EOFError("peer closed")
+            self.buf.extend(chunk)
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def handshake(self, info_hash: bytes, peer_id: bytes) -> None:
+        """Send ours, read theirs; theirs must name the same (truncated v2) info-hash."""
+        self.conn.sendall(b"\x13BitTorrent protocol" + RESERVED + info_hash[:20] + peer_id)
+        assert self.take(68)[28:48] == info_hash[:20]
+
+    def message(self) -> bytes:
+        """The next non-keepalive message: id byte, then body."""
+        while True:
+            (size,) = struct.unpack(">I", self.take(4))
+            if size:
+                return self.take(size)
 
 
 @dataclass
@@ -129,42 +201,15 @@ class HashSeed:
                 conn, _ = self.server.accept()
             except TimeoutError:
                 continue
-            conn.settimeout(0.2)
             return conn
         return None
 
     def _serve(self, conn: socket.socket) -> None:
-        buf = bytearray()
-
-        def take(n: int) -> bytes:
-            while len(buf) < n:
-                if self.stop.is_set():
-                    raise EOFError
-                try:
-                    chunk = conn.recv(1 << 16)
-                except TimeoutError:
-                    continue
-                if not chunk:
-                    raise EOFError
-                buf.extend(chunk)
-            out = bytes(buf[:n])
-            del buf[:n]
-            return out
-
-        handshake = take(68)
-        assert handshake[28:48] == self.torrent.info_hash[:20]
-        conn.sendall(
-            b"\x13BitTorrent protocol"
-            + RESERVED
-            + self.torrent.info_hash[:20]
-            + b"-MG0001-hashseed0000"
-        )
+        stream = Stream(conn, time.monotonic() + 2 * STEP_S, self.stop)
+        stream.handshake(self.torrent.info_hash, b"-MG0001-hashseed0000")
         conn.sendall(struct.pack(">IB", 1, MSG_HAVE_ALL) + struct.pack(">IB", 1, MSG_UNCHOKE))
         while True:
-            (size,) = struct.unpack(">I", take(4))
-            if size == 0:
-                continue
-            body = take(size)
+            body = stream.message()
             if body[0] == HASH_REQUEST:
                 conn.sendall(self._answer(parse_hash_request(body[1:])))
             elif body[0] == MSG_REQUEST:
@@ -280,3 +325,52 @@ def test_libtorrent_drops_us_for_a_forged_uncle(torrent: V2Torrent, tmp_path: Pa
     assert not run.finished
     assert run.dropped, f"libtorrent kept a peer that forged a proof for {STEP_S} s"
     assert "invalid hashes" in run.dropped[0]
+
+
+def test_our_requests_fetch_every_piece_layer_from_a_libtorrent_seed(
+    torrent: V2Torrent,
+) -> None:
+    holder = [session()]
+    ses = holder[0]
+    try:
+        params = lt.add_torrent_params()
+        params.ti = lt.torrent_info(torrent.metainfo)
+        params.save_path = str(torrent.save_path)
+        # seed_mode alone: not auto-managed and not paused, so it accepts peers at once.
+        params.flags = lt.torrent_flags.seed_mode
+        ses.add_torrent(params)
+        heights = {root: tree_height(size) for root, size in torrent.big_files}
+        requests = [
+            HashRequest(root, r.base_layer, r.index, r.length, r.proof_layers)
+            for root, size in torrent.big_files
+            for r in piece_layer_requests(size, PIECE)
+        ]
+        # 513 pieces: two requests of 512 (the second mostly padding); 3 pieces: one of 4.
+        assert [(r.index, r.length) for r in requests] == [(0, 512), (512, 512), (0, 4)]
+        with socket.create_connection(("127.0.0.1", ses.listen_port()), timeout=STEP_S) as conn:
+            stream = Stream(conn, time.monotonic() + STEP_S, threading.Event())
+            stream.handshake(torrent.info_hash, b"-MG0001-hashclient00")
+            # BEP 52: hash requests need no unchoke; send them all at once.
+            conn.sendall(b"".join(encode_hash_request(r) for r in requests))
+            answers: dict[HashRequest, Hashes] = {}
+            while len(answers) < len(requests):
+                body = stream.message()
+                if body[0] in (HASHES, HASH_REJECT):
+                    msg = parse_hash_message(body[0], body[1:])
+                    assert isinstance(msg, Hashes), f"libtorrent refused {msg}"
+                    answers[msg.request] = msg
+        assert set(answers) == set(requests)
+        for root, size in torrent.big_files:
+            proven: list[bytes] = []
+            for request in requests:
+                if request.pieces_root == root:
+                    msg = answers[request]
+                    proven += verify_hashes(msg.hash_range, msg.hashes, root, heights[root])
+            count = piece_count(size, PIECE)
+            assert b"".join(proven[:count]) == torrent.piece_layers[root]
+            assert proven[count:] == [pad_hash(1)] * (len(proven) - count)
+    finally:
+        ses.pause()
+        closer = threading.Thread(target=holder.clear, daemon=True)
+        closer.start()
+        closer.join(10)
