@@ -52,6 +52,7 @@ MAX_LENGTH: Final = 8192
 MIN_SENT_LENGTH: Final = 2
 
 _FIELDS: Final = struct.Struct(">32sIIII")
+_U32_MAX: Final = 0xFFFFFFFF
 _FRAME: Final = struct.Struct(">IB")
 #: Body of a request or reject, and of a `hashes` before its hashes.
 _FIELDS_SIZE: Final = _FIELDS.size
@@ -64,6 +65,9 @@ class HashMessageError(ValueError):
 def _range(base_layer: int, index: int, length: int, proof_layers: int) -> HashRange:
     if length > MAX_LENGTH:
         raise HashMessageError(f"length {length} is over {MAX_LENGTH}")
+    # The tallest tree has layers wider than 2**32 nodes; the wire cannot name those.
+    if index > _U32_MAX:
+        raise HashMessageError(f"index {index} does not fit the message's 4 bytes")
     try:
         return HashRange(base_layer, index, length, proof_layers)
     except MerkleError as exc:

@@ -134,6 +134,17 @@ def test_fields_that_break_the_rules_are_refused(
         HashRequest(ROOT, base, index, length, proof)
 
 
+def test_fields_must_fit_their_four_bytes() -> None:
+    """A layer of the tallest tree is wider than 2**32 nodes: the wire cannot name those."""
+    HashRange(0, 1 << 32, 2, 0)  # fine as arithmetic...
+    with pytest.raises(HashMessageError, match="4 bytes"):
+        HashRequest(ROOT, 0, 1 << 32, 2, 0)  # ...but no message can carry it
+    with pytest.raises(HashMessageError, match="4 bytes"):
+        Hashes(ROOT, 0, 1 << 32, 2, 0, (h(0), h(1)))
+    top = HashRequest(ROOT, 0, (1 << 32) - 2, 2, 0)
+    assert parse_hash_request(encode_hash_request(top)[5:]) == top
+
+
 def test_the_largest_length_is_accepted_and_fits_a_peer_message() -> None:
     request = HashRequest(ROOT, 0, 0, MAX_LENGTH, MAX_TREE_HEIGHT - 1)
     assert parse_hash_request(encode_hash_request(request)[5:]) == request
@@ -234,9 +245,7 @@ def valid_fields(draw: st.DrawFn) -> tuple[bytes, int, int, int, int]:
     length = 1 << draw(st.integers(min_value=0, max_value=13))
     base = draw(st.integers(min_value=0, max_value=MAX_TREE_HEIGHT - 14))
     room = MAX_TREE_HEIGHT - base  # layers above the base in the tallest tree
-    index = length * draw(
-        st.integers(min_value=0, max_value=min(1 << 20, (1 << room) // length - 1))
-    )
+    index = length * draw(st.integers(min_value=0, max_value=min(1 << 32, 1 << room) // length - 1))
     proof = draw(st.integers(min_value=0, max_value=room - 1))
     return root, base, index, length, proof
 
