@@ -111,7 +111,7 @@ def test_metadata_request_before_the_extension_handshake_closes_cleanly() -> Non
     server = service.new_connection()
     client = PeerConnection(info_hash(INFO), os.urandom(20))
     state = PeerState()
-    back, why = service.handle(server, client.send_handshake(), state)
+    _, why = service.handle(server, client.send_handshake(), state)
     assert why is None
     # A hand-made ut_metadata request to our id 2, with no extension handshake of its own.
     payload = b"d8:msg_typei0e5:piecei0ee"
