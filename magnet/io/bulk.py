@@ -75,6 +75,10 @@ async def _resolve_each(
             result: ResolveResult | ResolveError = await resolve(link, **options)
         except ResolveError as exc:
             result = exc
+        except Exception as exc:  # the one boundary per link: a bug or a hostile peer's
+            # input must cost this link, never the batch (it would wait forever for it)
+            log.exception("%s: unexpected error", link)
+            result = ResolveError(f"unexpected error: {type(exc).__name__}: {exc}", "error")
         await queue.put((link, result))
 
     outstanding = 0  # started and not yet yielded

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 from dht.io.timer import CoreTimer
 from dht.version import PEER_ID_PREFIX
 from magnet.resolution import Close, Connect, Resolution, ResolutionStats, Resolved, Send
-from magnet.torrentfile import TorrentMeta, build_torrent, parse_info
+from magnet.torrentfile import TorrentError, TorrentMeta, build_torrent, parse_info
 from magnet.uri import MagnetLink, parse_info_hash_or_magnet
 
 if TYPE_CHECKING:
@@ -34,13 +35,16 @@ Addr = tuple[str, int]
 CLIENT_PREFIX = PEER_ID_PREFIX  # Azureus-style peer id prefix, from dht.version
 
 
+log = logging.getLogger("magnet.io.resolve")
+
 class ResolveError(Exception):
     """Resolution failed; ``str(exc)`` is one line saying why."""
 
     def __init__(self, reason: str, kind: str, stats: ResolutionStats | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.kind = kind  # "bad-link", "no-dht", "no-peers", "no-metadata", "timeout"
+        # "bad-link", "no-dht", "no-peers", "no-metadata", "bad-metadata", "timeout"
+        self.kind = kind
         self.stats = stats
 
 
@@ -305,7 +309,16 @@ async def resolve(
                 reason, _failure_kind(resolution, dht_state, use_dht), resolution.stats
             ) from None
         mark("metadata verified")
-        meta = parse_info(resolved.info)
+        try:
+            meta = parse_info(resolved.info)
+        except TorrentError as exc:
+            # The bytes hash to the link's info-hash, so every peer would serve these same
+            # bytes: the torrent itself is broken, not the peer.
+            raise ResolveError(
+                f"the metadata matches the info-hash but is not a usable info dict: {exc}",
+                "bad-metadata",
+                resolution.stats,
+            ) from None
         sources: dict[str, str] = {}
         if link.peers:
             sources["x.pe"] = f"{len(link.peers)} peers"
@@ -400,6 +413,10 @@ async def _tracker_source(
         )
     except TrackerError as exc:
         errors[url] = exc.reason
+        return
+    except Exception as exc:  # the one boundary for this tracker's answer: record, go on
+        log.exception("tracker %s: unexpected error", url)
+        errors[url] = f"unexpected error: {type(exc).__name__}"
         return
     errors[url] = f"{len(result.peers)} peers"
     if result.peers:

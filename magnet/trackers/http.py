@@ -17,6 +17,7 @@ from urllib.parse import quote_from_bytes, urlsplit, urlunsplit
 import bencode2
 
 from dht.wire import Addr
+from magnet.bencode_spans import value_end
 from magnet.trackers.messages import (
     MAX_PEERS,
     AnnounceEvent,
@@ -111,14 +112,21 @@ def scrape_query_url(url: str, info_hashes: Sequence[bytes]) -> str:
 
 # --- answers ----------------------------------------------------------------------------
 
+MAX_BODY_DEPTH = 16
+
 
 def _decode(body: bytes) -> dict[bytes, Any]:
     # Some trackers end the body with a newline; nothing else is forgiven.
     for candidate in dict.fromkeys((body, body.rstrip(b" \t\r\n"))):
         try:
+            # The front door: nesting is checked without recursion before bencode2 builds
+            # anything (an answer needs depth 3; garbage nested 1,000 deep costs ms there).
+            value_end(candidate, max_depth=MAX_BODY_DEPTH, sorted_keys=False)
             value = bencode2.bdecode(candidate)
             break
-        except bencode2.BencodeDecodeError:
+        except (bencode2.BencodeDecodeError, ValueError):
+            # ValueError: a BencodeError from the front door, or an integer past Python's
+            # digit limit (a 5,000-digit "interval")
             continue
     else:
         raise TrackerError("bad response: not bencoded")

@@ -1,0 +1,83 @@
+"""Hostile input on the resolving side: tracker bodies, broken torrents, one link's failure.
+
+Each test is the attack; the defence is that the resolve ends with a one-line
+``ResolveError`` (or a recorded tracker failure) and a batch of links always finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Coroutine
+from typing import Any
+
+import bencode2
+import pytest
+
+from magnet.io import bulk
+from magnet.io.bulk import resolve_many
+from magnet.io.resolve import ResolveError, resolve
+from magnet.trackers.http import parse_announce
+from magnet.trackers.messages import TrackerError
+from tests.magnet.fakepeers import Honest, serve_behaviour
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 50))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"d8:intervali" + b"9" * 5000 + b"e5:peers0:e",  # past Python's int digit limit
+        b"d8:completei" + b"1" * 4301 + b"e8:intervali60e5:peers0:e",
+        b"l" * 1400,  # nesting that never closes
+        b"d5:peers" + b"l" * 500 + b"e" * 500 + b"e",  # valid, but nested 500 deep
+    ],
+    ids=["huge-interval", "huge-complete", "unclosed-nesting", "deep-nesting"],
+)
+def test_tracker_bodies_that_break_decoders_are_tracker_errors(body: bytes) -> None:
+    """A huge integer once raised a plain ValueError out of resolve()."""
+    with pytest.raises(TrackerError):
+        parse_announce(body)
+
+
+def test_metadata_that_verifies_but_is_not_an_info_dict_is_a_resolve_error() -> None:
+    """The hash matches, so every peer serves these bytes: a ResolveError, not a TorrentError
+    traceback (which also killed bulk resolves and the crawler's metadata worker)."""
+    info = bencode2.bencode({b"name": b"x", b"piece length": 16384})  # no pieces, no length
+    h = hashlib.sha1(info).hexdigest()
+
+    async def main() -> None:
+        server, peer, _ = await serve_behaviour(Honest, info)
+        try:
+            link = f"magnet:?xt=urn:btih:{h}&x.pe={peer[0]}:{peer[1]}"
+            with pytest.raises(ResolveError) as err:
+                await resolve(link, use_dht=False, timeout=10)
+            assert err.value.kind == "bad-metadata"
+            assert "\n" not in err.value.reason
+        finally:
+            server.close()
+
+    run(main())
+
+
+def test_an_unexpected_error_in_one_link_does_not_stall_the_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each link has its own exception boundary: the batch reports it and finishes."""
+    async def broken(link: str, **options: Any) -> Any:
+        if "bad" in link:
+            raise RuntimeError("boom")
+        raise ResolveError("nothing found", "no-peers")
+
+    monkeypatch.setattr(bulk, "resolve", broken)
+
+    async def main() -> None:
+        results = [r async for r in resolve_many(["bad", "good"], use_dht=False, timeout=1)]
+        kinds = {link: getattr(r, "kind", None) for link, r in results}
+        assert kinds == {"bad": "error", "good": "no-peers"}
+
+    run(main())
