@@ -1,0 +1,590 @@
+"""One uTP connection as a sans-IO state machine (BEP 29), for either end of the handshake.
+
+Theory of operation. The owner feeds datagrams addressed to this connection
+(`receive_datagram`), stream bytes to send (`send`) and the clock (every call takes
+``now``, seconds); it takes back datagrams (`datagrams_to_send`), one deadline
+(`get_timer` / `handle_timer`) and stream events (`next_event`). Nothing here touches a
+socket or a clock, so the same object runs under asyncio and on a test's fake clock.
+
+Sequence numbers count packets, not bytes, and wrap at 16 bits. ST_STATE carries the
+*next* sequence number without consuming it, so an initiator that receives the acceptor's
+ST_STATE sets ``ack_nr = seq_nr - 1`` (as libtorrent and libutp do). Every received ST_DATA
+or ST_FIN is acknowledged by the next datagram we send; out-of-order packets wait in a
+reorder buffer of bounded span and are reported with a selective ACK. On our side a packet
+is lost when three packets after it were selectively acknowledged or three duplicate acks
+name the one before it (fast retransmit, once per packet), or when nothing is acknowledged
+for a whole timeout (RTO = max(rtt + 4 * rtt_var, 500 ms), 1 s at first, doubling per
+consecutive timeout; after a bounded number the peer is gone). Bytes in flight never
+exceed min(LEDBAT window, the peer's advertised window); a zero window is probed with one
+byte per timeout. Every buffer is bounded: the send buffer by `UtpConfig.send_buffer` (the
+caller's misuse raises), the reorder buffer and undelivered data by ``recv_buffer`` (the
+peer's excess is dropped, never stored).
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import Final
+
+from magnet.utp.events import (
+    Connected,
+    ConnectionReset,
+    ConnectionTimedOut,
+    DataReceived,
+    EndOfStream,
+    UtpEvent,
+    UtpUsageError,
+)
+from magnet.utp.header import (
+    HEADER_SIZE,
+    MAX_SACK_BYTES,
+    SEQ_MASK,
+    ST_DATA,
+    ST_FIN,
+    ST_RESET,
+    ST_STATE,
+    ST_SYN,
+    Packet,
+    UtpError,
+    encode,
+    parse,
+    seq_add,
+    seq_diff,
+    seq_lt,
+)
+from magnet.utp.ledbat import Ledbat
+
+__all__ = ["LINGER_S", "State", "UtpConfig", "UtpConnection"]
+
+MAX_RTO_S: Final = 60.0
+# After both FINs are exchanged the connection stays a while to re-ack a retransmitted FIN
+# (our ack may have been lost) instead of letting the socket answer it with ST_RESET.
+LINGER_S: Final = 5.0
+DUPLICATE_ACKS_BEFORE_RESEND: Final = 3
+# Largest reorder span a selective ACK can describe: it starts at ack_nr + 2.
+_SACK_SPAN: Final = MAX_SACK_BYTES * 8 + 1
+_U32: Final = 0xFFFFFFFF
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    SYN_SENT = "syn-sent"
+    SYN_RECV = "syn-recv"
+    CONNECTED = "connected"
+    CLOSED = "closed"  # both FINs done, or the peer timed out
+    RESET = "reset"  # ST_RESET sent or received
+
+
+@dataclass(frozen=True, slots=True)
+class UtpConfig:
+    """Limits of one connection. ``mtu`` bounds a whole uTP packet (header included)."""
+
+    mtu: int = 1400
+    recv_buffer: int = 1 << 20
+    send_buffer: int = 1 << 20
+    max_reorder_packets: int = 256
+    max_packets_in_flight: int = 512
+    syn_retries: int = 2
+    data_retries: int = 4
+    initial_rto_s: float = 1.0
+    min_rto_s: float = 0.5
+
+    @property
+    def max_payload(self) -> int:
+        """Payload bytes per packet: the MTU less the header and a full selective ACK."""
+        return max(1, self.mtu - HEADER_SIZE - 2 - MAX_SACK_BYTES)
+
+
+@dataclass(slots=True)
+class _Sent:
+    """A packet that took a sequence number and is not yet acknowledged."""
+
+    seq: int
+    type: int
+    payload: bytes
+    sent_at: float = 0.0
+    transmissions: int = 0
+    need_resend: bool = False  # not counted in flight until sent again
+    fast_resent: bool = False  # fast retransmit happens once per packet
+
+
+def _us(now: float) -> int:
+    return int(now * 1_000_000) & _U32
+
+
+class UtpConnection:
+    """One uTP stream. Start it with `connect` (initiator) or `accept` (acceptor).
+
+    :param rng: the source of connection ids and initial sequence numbers.
+    """
+
+    def __init__(self, *, rng: random.Random, config: UtpConfig | None = None) -> None:
+        self.config = config or UtpConfig()
+        self.state = State.IDLE
+        self.initiator = False
+        self.recv_id = 0
+        self.send_id = 0
+        self.dropped = 0  # datagrams that did not parse
+        self._rng = rng
+        self._mss = self.config.max_payload
+        self._ledbat = Ledbat(self._mss)
+        self._events: deque[UtpEvent] = deque()
+        self._undelivered = 0  # bytes in DataReceived events not yet taken
+        # sending side
+        self._seq_nr = 0  # next sequence number to use
+        self._acked_seq = 0  # every packet up to this one is acknowledged
+        self._loss_seq = 0  # the window is cut at most once per flight of packets
+        self._outbuf: dict[int, _Sent] = {}
+        self._pending = bytearray()
+        self._in_flight = 0
+        self._peer_wnd = self._mss
+        self._dup_acks = 0
+        self._closing = False
+        self._fin_seq: int | None = None
+        self._reset_due = False
+        self._probe_due = False
+        # receiving side
+        self._ack_nr = 0  # last sequence number received in order
+        self._syn_seq = 0  # the SYN's sequence number (ours or the initiator's)
+        self._reorder: dict[int, bytes] = {}
+        self._reorder_bytes = 0
+        self._eof_seq: int | None = None
+        self._eof_delivered = False
+        self._ack_due = False
+        self._reply_micro = 0
+        # timing
+        self._rtt: float | None = None
+        self._rtt_var = 0.0
+        self._rto = self.config.initial_rto_s
+        self._num_timeouts = 0
+        self._timeout_at: float | None = None
+        self._linger_until: float | None = None
+        self._done = False
+
+    # ------------------------------------------------------------------ commands
+
+    def connect(self, now: float, *, recv_id: int | None = None, seq_nr: int | None = None) -> None:
+        """Start the handshake: queue an ST_SYN carrying our receive id (BEP 29)."""
+        if self.state is not State.IDLE:
+            raise UtpUsageError(f"connect() in state {self.state.value}")
+        self.initiator = True
+        self.recv_id = self._rng.randrange(0x10000) if recv_id is None else recv_id & SEQ_MASK
+        self.send_id = seq_add(self.recv_id, 1)
+        self._start_seq(seq_nr)
+        self._syn_seq = self._seq_nr
+        self._outbuf[self._syn_seq] = _Sent(self._syn_seq, ST_SYN, b"", need_resend=True)
+        self._seq_nr = seq_add(self._seq_nr, 1)
+        self.state = State.SYN_SENT
+
+    def accept(self, syn: Packet, now: float, *, seq_nr: int | None = None) -> None:
+        """Answer a received ST_SYN: ids from its connection_id, an ST_STATE queued."""
+        if self.state is not State.IDLE:
+            raise UtpUsageError(f"accept() in state {self.state.value}")
+        if syn.type != ST_SYN:
+            raise UtpUsageError("accept() needs an ST_SYN packet")
+        self.send_id = syn.connection_id
+        self.recv_id = seq_add(syn.connection_id, 1)
+        self._start_seq(seq_nr)
+        self._syn_seq = self._ack_nr = syn.seq_nr
+        self._peer_wnd = syn.wnd_size
+        self._reply_micro = (_us(now) - syn.timestamp_us) & _U32
+        self.state = State.SYN_RECV
+        self._ack_due = True
+        self._events.append(Connected())
+        self._timeout_at = now + self._rto
+
+    def send(self, data: bytes) -> None:
+        """Queue stream bytes. Raises `UtpUsageError` after close or past the send buffer."""
+        if self._closing or self.state not in (State.SYN_SENT, State.SYN_RECV, State.CONNECTED):
+            raise UtpUsageError(f"send() in state {self.state.value} (closing={self._closing})")
+        if len(self._pending) + len(data) > self.config.send_buffer:
+            raise UtpUsageError("send buffer full: wait until writable() grows")
+        self._pending += data
+
+    def writable(self) -> int:
+        """How many more bytes `send` takes now."""
+        return max(0, self.config.send_buffer - len(self._pending))
+
+    def close(self) -> None:
+        """Finish our stream: an ST_FIN follows the bytes already queued."""
+        if self.state is State.SYN_SENT:
+            self._finish(State.CLOSED)
+        elif self.state in (State.SYN_RECV, State.CONNECTED):
+            self._closing = True
+
+    def abort(self) -> None:
+        """Drop everything and tell the peer with ST_RESET."""
+        if self.state in (State.SYN_SENT, State.SYN_RECV, State.CONNECTED):
+            self._reset_due = True
+        self._finish(State.RESET)
+
+    # ------------------------------------------------------------------ inputs
+
+    def receive_datagram(self, data: bytes, now: float) -> None:
+        """Feed one datagram for this connection; garbage is counted and dropped."""
+        try:
+            packet = parse(data)
+        except UtpError:
+            self.dropped += 1
+            return
+        self.receive_packet(packet, now)
+
+    def receive_packet(self, p: Packet, now: float) -> None:
+        """Feed one parsed packet (the socket parses once to route it)."""
+        if self._done or self.state in (State.IDLE, State.RESET):
+            return
+        if self.state is State.CLOSED:
+            if p.type == ST_FIN and p.seq_nr == self._eof_seq:
+                self._ack_due = True  # our ack of their FIN was lost
+            return
+        if p.type == ST_SYN:
+            if not self.initiator and p.seq_nr == self._syn_seq:
+                self._ack_due = True  # the initiator missed our ST_STATE
+            return
+        if p.type == ST_RESET:
+            # A reset must not acknowledge packets we never sent (libtorrent's check).
+            if not seq_lt(self._seq_nr, p.ack_nr):
+                self._fail(ConnectionReset(), State.RESET)
+            return
+        if self.state is State.SYN_SENT:
+            if p.ack_nr != self._syn_seq or p.type not in (ST_STATE, ST_DATA):
+                return
+            self._ack_nr = seq_add(p.seq_nr, -1)
+            self.state = State.CONNECTED
+            self._events.append(Connected())
+        elif self.state is State.SYN_RECV:
+            self.state = State.CONNECTED
+        if p.type in (ST_DATA, ST_FIN) and seq_diff(p.seq_nr, self._ack_nr) > self._reorder_span:
+            return  # beyond what we could buffer: damage or an attack
+        self._peer_wnd = p.wnd_size
+        self._reply_micro = (_us(now) - p.timestamp_us) & _U32
+        self._num_timeouts = 0
+        delay = None
+        if p.timestamp_difference_us:
+            delay = self._ledbat.delay_sample(p.timestamp_difference_us, now)
+        in_flight_before = self._in_flight
+        acked_bytes, min_rtt = self._process_acks(p, now)
+        if delay is not None and acked_bytes:
+            # The one-way delay can never exceed the round trip: clamp noise with it.
+            if min_rtt != float("inf"):
+                delay = min(delay, int(min_rtt * 1_000_000))
+            self._ledbat.on_ack(acked_bytes, delay, in_flight_before)
+        if p.type == ST_DATA:
+            self._on_data(p)
+        elif p.type == ST_FIN:
+            self._on_fin(p)
+        self._check_closed(now)
+
+    def handle_timer(self, now: float) -> None:
+        """Act on the deadline of `get_timer`: retransmit, probe, give up, or forget."""
+        if self._linger_until is not None and now >= self._linger_until:
+            self._linger_until = None
+            self._done = True
+            return
+        if self._timeout_at is None or now < self._timeout_at or self._done:
+            return
+        self._timeout_at = None
+        if self._outbuf or self.state is State.SYN_RECV:
+            self._num_timeouts += 1
+            limit = (
+                self.config.syn_retries
+                if self.state is State.SYN_SENT
+                else self.config.data_retries
+            )
+            if self._num_timeouts > limit:
+                self._fail(ConnectionTimedOut(), State.CLOSED)
+                return
+            if self.state is State.SYN_RECV:
+                self._ack_due = True  # perhaps the initiator never saw our ST_STATE
+            if self._outbuf:
+                self._ledbat.on_timeout()
+                self._loss_seq = seq_add(self._seq_nr, -1)
+                for sent in self._outbuf.values():
+                    self._mark_resend(sent)
+            self._timeout_at = now + self._backoff()
+        elif self._pending or (self._closing and self._fin_seq is None):
+            self._probe_due = True
+
+    # ------------------------------------------------------------------ outputs
+
+    def datagrams_to_send(self, now: float) -> list[bytes]:
+        """Everything due now: a reset, retransmissions, new data, a FIN, or a bare ack."""
+        out: list[bytes] = []
+        if self._reset_due:
+            self._reset_due = False
+            out.append(self._encode(ST_RESET, self._seq_nr, b"", now))
+        if self._done or self.state in (State.IDLE, State.RESET):
+            return out
+        for sent in self._outbuf.values():
+            if not sent.need_resend:
+                continue
+            # Resends go first, in order, within the window; after a timeout one packet
+            # goes out even into a closed window (BEP 29: the timeout "allows it to send
+            # one more packet"), the rest wait for room.
+            if self._in_flight and self._in_flight + len(sent.payload) > self.send_window:
+                break
+            out.append(self._transmit(sent, now))
+        if self.state in (State.SYN_RECV, State.CONNECTED):
+            self._send_new(out, now)
+        if self._ack_due and self.state is not State.SYN_SENT:
+            out.append(self._encode(ST_STATE, self._seq_nr, b"", now))
+        self._ack_due = False
+        if self._timeout_at is None and self._needs_timer():
+            self._timeout_at = now + self._backoff()
+        return out
+
+    def get_timer(self) -> float | None:
+        """The one absolute deadline at which `handle_timer` must run, if any."""
+        if self._done:
+            return None
+        if self._linger_until is not None:
+            return self._linger_until
+        return self._timeout_at
+
+    def next_event(self) -> UtpEvent | None:
+        """The oldest event not yet taken."""
+        if not self._events:
+            return None
+        event = self._events.popleft()
+        if isinstance(event, DataReceived):
+            self._undelivered -= len(event.data)
+        return event
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def send_window(self) -> int:
+        """Bytes that may be in flight: min(congestion window, peer's receive window)."""
+        return min(self._ledbat.window, self._peer_wnd)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def is_finished(self) -> bool:
+        """Nothing more will happen: the owner may forget this connection."""
+        return self._done and not self._events and not self._reset_due
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the peer: send buffer, unacked packets, reorder and undelivered."""
+        unacked = sum(len(s.payload) for s in self._outbuf.values())
+        return len(self._pending) + unacked + self._reorder_bytes + self._undelivered
+
+    # ------------------------------------------------------------------ internals
+
+    @property
+    def _reorder_span(self) -> int:
+        return min(self.config.max_reorder_packets, _SACK_SPAN)
+
+    def _start_seq(self, seq_nr: int | None) -> None:
+        self._seq_nr = self._rng.randrange(0x10000) if seq_nr is None else seq_nr & SEQ_MASK
+        self._acked_seq = self._loss_seq = seq_add(self._seq_nr, -1)
+
+    def _backoff(self) -> float:
+        return min(self._rto * (1 << min(self._num_timeouts, 16)), MAX_RTO_S)
+
+    def _needs_timer(self) -> bool:
+        if self._outbuf or self.state is State.SYN_RECV:
+            return True
+        return bool(self._pending) or (self._closing and self._fin_seq is None)
+
+    def _send_new(self, out: list[bytes], now: float) -> None:
+        while self._pending and len(self._outbuf) < self.config.max_packets_in_flight:
+            room = self.send_window - self._in_flight
+            if self._probe_due and self._in_flight == 0:
+                room = max(room, 1)
+            # Wait for a full packet's room rather than dribble small ones (silly window).
+            if room <= 0 or (room < self._mss < len(self._pending) and self._in_flight):
+                break
+            size = min(room, self._mss)
+            payload = bytes(self._pending[:size])
+            del self._pending[:size]
+            self._probe_due = False
+            out.append(self._transmit(self._take_seq(ST_DATA, payload), now))
+        fin_due = self._closing and not self._pending and self._fin_seq is None
+        if fin_due and len(self._outbuf) < self.config.max_packets_in_flight:
+            fin = self._take_seq(ST_FIN, b"")
+            self._fin_seq = fin.seq
+            out.append(self._transmit(fin, now))
+
+    def _take_seq(self, ptype: int, payload: bytes) -> _Sent:
+        sent = _Sent(self._seq_nr, ptype, payload)
+        self._outbuf[sent.seq] = sent
+        self._seq_nr = seq_add(self._seq_nr, 1)
+        return sent
+
+    def _transmit(self, sent: _Sent, now: float) -> bytes:
+        if sent.need_resend or not sent.transmissions:
+            self._in_flight += len(sent.payload)
+        sent.need_resend = False
+        sent.transmissions += 1
+        sent.sent_at = now
+        return self._encode(sent.type, sent.seq, sent.payload, now)
+
+    def _encode(self, ptype: int, seq: int, payload: bytes, now: float) -> bytes:
+        return encode(
+            Packet(
+                type=ptype,
+                connection_id=self.recv_id if ptype == ST_SYN else self.send_id,
+                timestamp_us=_us(now),
+                timestamp_difference_us=self._reply_micro,
+                wnd_size=self._advertised_window(),
+                seq_nr=seq,
+                ack_nr=self._ack_nr,
+                sack=self._sack() if ptype != ST_SYN else None,
+                payload=payload,
+            )
+        )
+
+    def _advertised_window(self) -> int:
+        return max(0, self.config.recv_buffer - self._undelivered - self._reorder_bytes)
+
+    def _sack(self) -> bytes | None:
+        held = list(self._reorder)
+        if self._eof_seq is not None and not self._eof_delivered:
+            held.append(self._eof_seq)  # a FIN ahead of missing data is held too
+        if not held:
+            return None
+        mask = bytearray(MAX_SACK_BYTES)
+        top = 0
+        for seq in held:
+            bit = seq_diff(seq, self._ack_nr) - 2
+            if 0 <= bit < MAX_SACK_BYTES * 8:
+                mask[bit >> 3] |= 1 << (bit & 7)
+                top = max(top, bit)
+        length = (top // 32 + 1) * 4
+        return bytes(mask[:length])
+
+    def _mark_resend(self, sent: _Sent) -> None:
+        if not sent.need_resend and sent.transmissions:
+            self._in_flight -= len(sent.payload)
+        sent.need_resend = True
+
+    def _process_acks(self, p: Packet, now: float) -> tuple[int, float]:
+        """Retire what ``p`` acknowledges; detect losses. Returns (bytes acked, min RTT)."""
+        acked = 0
+        min_rtt = float("inf")
+        last_sent = seq_add(self._seq_nr, -1)
+        if seq_lt(self._acked_seq, p.ack_nr) and not seq_lt(last_sent, p.ack_nr):
+            seq = self._acked_seq
+            while seq != p.ack_nr:
+                seq = seq_add(seq, 1)
+                sent = self._outbuf.pop(seq, None)
+                if sent is not None:
+                    acked, min_rtt = self._retire(sent, now, acked, min_rtt)
+            self._acked_seq = p.ack_nr
+            self._dup_acks = 0
+            self._timeout_at = now + self._rto if self._outbuf else None
+        elif p.type == ST_STATE and p.ack_nr == self._acked_seq and self._outbuf:
+            self._dup_acks += 1
+        sacked = [s for s in p.sacked() if seq_lt(self._acked_seq, s) and not seq_lt(last_sent, s)]
+        for seq in sacked:
+            sent = self._outbuf.pop(seq, None)
+            if sent is not None:
+                acked, min_rtt = self._retire(sent, now, acked, min_rtt)
+        if len(sacked) >= DUPLICATE_ACKS_BEFORE_RESEND:
+            third_last = sacked[-DUPLICATE_ACKS_BEFORE_RESEND]
+            for sent in list(self._outbuf.values()):
+                if not seq_lt(sent.seq, third_last):
+                    break
+                self._lost(sent)
+        if self._dup_acks >= DUPLICATE_ACKS_BEFORE_RESEND:
+            first = self._outbuf.get(seq_add(self._acked_seq, 1))
+            if first is not None:
+                self._lost(first)
+        return acked, min_rtt
+
+    def _retire(self, sent: _Sent, now: float, acked: int, min_rtt: float) -> tuple[int, float]:
+        if not sent.need_resend:
+            self._in_flight -= len(sent.payload)
+        if sent.transmissions == 1:  # Karn: an ack of a resent packet times nothing
+            sample = max(0.0, now - sent.sent_at)
+            self._update_rtt(sample)
+            min_rtt = min(min_rtt, sample)
+        return acked + len(sent.payload), min_rtt
+
+    def _lost(self, sent: _Sent) -> None:
+        if sent.fast_resent or not sent.transmissions:
+            return
+        sent.fast_resent = True
+        self._mark_resend(sent)
+        if seq_lt(self._loss_seq, sent.seq):
+            self._ledbat.on_loss()
+            self._loss_seq = seq_add(self._seq_nr, -1)
+
+    def _update_rtt(self, sample: float) -> None:
+        if self._rtt is None:
+            self._rtt, self._rtt_var = sample, sample / 2
+        else:
+            self._rtt_var += (abs(self._rtt - sample) - self._rtt_var) / 4
+            self._rtt += (sample - self._rtt) / 8
+        self._rto = max(self._rtt + 4 * self._rtt_var, self.config.min_rto_s)
+
+    def _on_data(self, p: Packet) -> None:
+        self._ack_due = True
+        if self._eof_seq is not None and not seq_lt(p.seq_nr, self._eof_seq):
+            return  # nothing comes after the FIN
+        ahead = seq_diff(p.seq_nr, self._ack_nr)
+        if ahead <= 0 or p.seq_nr in self._reorder:
+            return  # a duplicate: the ack we send tells the peer
+        if len(p.payload) > self._advertised_window():
+            return  # the peer overran our window: drop rather than grow
+        if ahead > 1:
+            self._reorder[p.seq_nr] = p.payload
+            self._reorder_bytes += len(p.payload)
+            return
+        self._deliver(p.payload)
+        self._ack_nr = p.seq_nr
+        while (nxt := seq_add(self._ack_nr, 1)) in self._reorder:
+            payload = self._reorder.pop(nxt)
+            self._reorder_bytes -= len(payload)
+            self._deliver(payload)
+            self._ack_nr = nxt
+        if self._eof_seq is not None and seq_add(self._ack_nr, 1) == self._eof_seq:
+            self._ack_nr = self._eof_seq
+            self._end_of_stream()
+
+    def _on_fin(self, p: Packet) -> None:
+        self._ack_due = True
+        if self._eof_seq is None:
+            self._eof_seq = p.seq_nr
+        if p.seq_nr == self._eof_seq and seq_add(self._ack_nr, 1) == p.seq_nr:
+            self._ack_nr = p.seq_nr
+            self._end_of_stream()
+
+    def _deliver(self, payload: bytes) -> None:
+        if payload:
+            self._events.append(DataReceived(payload))
+            self._undelivered += len(payload)
+
+    def _end_of_stream(self) -> None:
+        if not self._eof_delivered:
+            self._eof_delivered = True
+            self._reorder.clear()
+            self._reorder_bytes = 0
+            self._events.append(EndOfStream())
+
+    def _check_closed(self, now: float) -> None:
+        fin_acked = self._fin_seq is not None and self._fin_seq not in self._outbuf
+        if fin_acked and self._eof_delivered and self.state is State.CONNECTED:
+            self.state = State.CLOSED
+            self._timeout_at = None
+            self._linger_until = now + LINGER_S
+
+    def _fail(self, event: UtpEvent, state: State) -> None:
+        self._events.append(event)
+        self._finish(state)
+
+    def _finish(self, state: State) -> None:
+        self.state = state
+        self._outbuf.clear()
+        self._pending.clear()
+        self._reorder.clear()
+        self._reorder_bytes = self._in_flight = 0
+        self._timeout_at = self._linger_until = None
+        self._done = True
