@@ -139,6 +139,7 @@ class UtpConnection:
         self._loss_seq = 0  # the window is cut at most once per flight of packets
         self._outbuf: dict[int, _Sent] = {}
         self._pending = bytearray()
+        self._unacked_bytes = 0  # payload held in _outbuf: with _pending, <= send_buffer
         self._in_flight = 0
         self._peer_wnd = self._mss
         self._dup_acks = 0
@@ -200,13 +201,13 @@ class UtpConnection:
         """Queue stream bytes. Raises `UtpUsageError` after close or past the send buffer."""
         if self._closing or self.state not in (State.SYN_SENT, State.SYN_RECV, State.CONNECTED):
             raise UtpUsageError(f"send() in state {self.state.value} (closing={self._closing})")
-        if len(self._pending) + len(data) > self.config.send_buffer:
+        if len(data) > self.writable():
             raise UtpUsageError("send buffer full: wait until writable() grows")
         self._pending += data
 
     def writable(self) -> int:
-        """How many more bytes `send` takes now."""
-        return max(0, self.config.send_buffer - len(self._pending))
+        """How many more bytes `send` takes now (queued plus unacknowledged <= send_buffer)."""
+        return max(0, self.config.send_buffer - len(self._pending) - self._unacked_bytes)
 
     def close(self) -> None:
         """Finish our stream: an ST_FIN follows the bytes already queued."""
@@ -372,8 +373,7 @@ class UtpConnection:
     @property
     def buffered(self) -> int:
         """Bytes held for the peer: send buffer, unacked packets, reorder and undelivered."""
-        unacked = sum(len(s.payload) for s in self._outbuf.values())
-        return len(self._pending) + unacked + self._reorder_bytes + self._undelivered
+        return len(self._pending) + self._unacked_bytes + self._reorder_bytes + self._undelivered
 
     # ------------------------------------------------------------------ internals
 
@@ -415,6 +415,7 @@ class UtpConnection:
     def _take_seq(self, ptype: int, payload: bytes) -> _Sent:
         sent = _Sent(self._seq_nr, ptype, payload)
         self._outbuf[sent.seq] = sent
+        self._unacked_bytes += len(payload)
         self._seq_nr = seq_add(self._seq_nr, 1)
         return sent
 
@@ -500,6 +501,7 @@ class UtpConnection:
         return acked, min_rtt
 
     def _retire(self, sent: _Sent, now: float, acked: int, min_rtt: float) -> tuple[int, float]:
+        self._unacked_bytes -= len(sent.payload)
         if not sent.need_resend:
             self._in_flight -= len(sent.payload)
         if sent.transmissions == 1:  # Karn: an ack of a resent packet times nothing
@@ -583,6 +585,7 @@ class UtpConnection:
     def _finish(self, state: State) -> None:
         self.state = state
         self._outbuf.clear()
+        self._unacked_bytes = 0
         self._pending.clear()
         self._reorder.clear()
         self._reorder_bytes = self._in_flight = 0
