@@ -331,7 +331,10 @@ class UtpConnection:
         if self.state in (State.SYN_RECV, State.CONNECTED):
             self._send_new(out, now)
         if self._ack_due and self.state is not State.SYN_SENT:
-            out.append(self._encode(ST_STATE, self._seq_nr, b"", now))
+            # After our FIN, acks name the FIN's number: libtorrent drops any packet
+            # numbered past the FIN it received, and this ack would be one.
+            state_seq = self._seq_nr if self._fin_seq is None else self._fin_seq
+            out.append(self._encode(ST_STATE, state_seq, b"", now))
         self._ack_due = False
         if self._timeout_at is None and self._needs_timer():
             self._timeout_at = now + self._backoff()

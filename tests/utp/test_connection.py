@@ -224,3 +224,18 @@ def test_fin_arriving_before_missing_data_waits_for_it() -> None:
     assert server.next_event() == DataReceived(b"x")
     assert server.next_event() == EndOfStream()
     assert parse(server.datagrams_to_send(0.2)[-1]).ack_nr == 12
+
+
+def test_acks_after_our_fin_carry_the_fin_number() -> None:
+    """libtorrent ignores packets numbered past the FIN it got: our acks must not be."""
+    link = Link()
+    client, server = link.open()
+    client.close()
+    link.flush()
+    fin_seq = client._fin_seq
+    assert fin_seq is not None
+    server.send(b"late data")
+    link.run(link.now + 5, stop=lambda: bool(link.a.received.get(client)))
+    client._ack_due = True
+    (ack,) = [parse(d) for d in client.datagrams_to_send(link.now)]
+    assert ack.type == ST_STATE and ack.seq_nr == fin_seq
