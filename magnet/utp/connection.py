@@ -14,9 +14,10 @@ reorder buffer of bounded span and are reported with a selective ACK. On our sid
 is lost when three packets after it were selectively acknowledged or three duplicate acks
 name the one before it (fast retransmit, once per packet), or when nothing is acknowledged
 for a whole timeout (RTO = max(rtt + 4 * rtt_var, 500 ms), 1 s at first, doubling per
-consecutive timeout; after a bounded number the peer is gone). Bytes in flight never
-exceed min(LEDBAT window, the peer's advertised window); a zero window is probed with one
-byte per timeout. Every buffer is bounded: the send buffer by `UtpConfig.send_buffer` (the
+consecutive timeout; after a bounded number the peer is gone). New data goes out only
+while bytes in flight stay within min(LEDBAT window, the peer's advertised window); a fast
+retransmit replaces its lost packet at once, and a zero window is probed with one byte per
+timeout. Every buffer is bounded: the send buffer by `UtpConfig.send_buffer` (the
 caller's misuse raises), the reorder buffer and undelivered data by ``recv_buffer`` (the
 peer's excess is dropped, never stored).
 """
@@ -109,6 +110,7 @@ class _Sent:
     transmissions: int = 0
     need_resend: bool = False  # not counted in flight until sent again
     fast_resent: bool = False  # fast retransmit happens once per packet
+    urgent: bool = False  # a fast retransmit: it replaces a lost packet, window or not
 
 
 def _us(now: float) -> int:
@@ -322,10 +324,12 @@ class UtpConnection:
         for sent in self._outbuf.values():
             if not sent.need_resend:
                 continue
-            # Resends go first, in order, within the window; after a timeout one packet
-            # goes out even into a closed window (BEP 29: the timeout "allows it to send
-            # one more packet"), the rest wait for room.
-            if self._in_flight and self._in_flight + len(sent.payload) > self.send_window:
+            # Resends go first, in order. A fast retransmit goes at once (as in TCP and
+            # libtorrent: the packet it replaces has left the network); after a timeout one
+            # packet goes even into a closed window (BEP 29: the timeout "allows it to send
+            # one more packet") and the rest wait for room.
+            over = self._in_flight + len(sent.payload) > self.send_window
+            if over and self._in_flight and not sent.urgent:
                 break
             out.append(self._transmit(sent, now))
         if self.state in (State.SYN_RECV, State.CONNECTED):
@@ -367,6 +371,11 @@ class UtpConnection:
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    @property
+    def unacked(self) -> int:
+        """Payload bytes sent (each at least once) and not yet acknowledged."""
+        return self._unacked_bytes
 
     @property
     def is_finished(self) -> bool:
@@ -425,7 +434,7 @@ class UtpConnection:
     def _transmit(self, sent: _Sent, now: float) -> bytes:
         if sent.need_resend or not sent.transmissions:
             self._in_flight += len(sent.payload)
-        sent.need_resend = False
+        sent.need_resend = sent.urgent = False
         sent.transmissions += 1
         sent.sent_at = now
         return self._encode(sent.type, sent.seq, sent.payload, now)
@@ -518,6 +527,7 @@ class UtpConnection:
             return
         sent.fast_resent = True
         self._mark_resend(sent)
+        sent.urgent = True
         if seq_lt(self._loss_seq, sent.seq):
             self._ledbat.on_loss()
             self._loss_seq = seq_add(self._seq_nr, -1)

@@ -239,3 +239,57 @@ def test_acks_after_our_fin_carry_the_fin_number() -> None:
     client._ack_due = True
     (ack,) = [parse(d) for d in client.datagrams_to_send(link.now)]
     assert ack.type == ST_STATE and ack.seq_nr == fin_seq
+
+
+def connected_client(mss_payloads: int = 6) -> tuple[UtpConnection, list[Packet]]:
+    """An initiator past its handshake (acceptor seq 900) with data packets 101.. sent."""
+    client = UtpConnection(rng=random.Random(4), config=UtpConfig(mtu=200))
+    client.connect(0.0, recv_id=40, seq_nr=100)
+    client.datagrams_to_send(0.0)
+    client.receive_packet(Packet(ST_STATE, 40, 0, 0, 1 << 20, seq_nr=900, ack_nr=100), 0.05)
+    assert isinstance(client.next_event(), Connected)
+    client.send(bytes(client.config.max_payload * mss_payloads))
+    sent = [parse(d) for d in client.datagrams_to_send(0.05)]
+    return client, [p for p in sent if p.type == ST_DATA]
+
+
+def ack(ack_nr: int, sack: bytes | None = None, delay_us: int = 0) -> Packet:
+    return Packet(ST_STATE, 40, 0, delay_us, 1 << 20, seq_nr=900, ack_nr=ack_nr, sack=sack)
+
+
+def test_three_duplicate_acks_resend_the_next_packet_at_once() -> None:
+    client, sent = connected_client()
+    assert [p.seq_nr for p in sent] == [101, 102]  # the first window: two packets
+    client.receive_packet(ack(101), 0.1)  # 102 missing from here on
+    client.datagrams_to_send(0.1)
+    for i in range(3):
+        client.receive_packet(ack(101), 0.11 + i / 100)
+    resent = [parse(d) for d in client.datagrams_to_send(0.14)]
+    assert [p.seq_nr for p in resent if p.type == ST_DATA] == [102]  # long before an RTO
+
+
+def test_selective_ack_of_three_later_packets_resends_the_hole() -> None:
+    client, _ = connected_client()
+    # acks with a delay sample: slow start opens the window packet by packet
+    client.receive_packet(ack(101, delay_us=1000), 0.1)
+    client.datagrams_to_send(0.1)
+    client.receive_packet(ack(102, delay_us=1000), 0.12)
+    assert 106 in [parse(d).seq_nr for d in client.datagrams_to_send(0.12)]
+    # 103 lost; 104, 105, 106 arrived: bits 0..2 of the mask (ack_nr + 2 = 104)
+    client.receive_packet(ack(102, sack=b"\x07\x00\x00\x00"), 0.15)
+    resent = [parse(d) for d in client.datagrams_to_send(0.15)]
+    assert resent and resent[0].type == ST_DATA and resent[0].seq_nr == 103
+    assert client.unacked == client.config.max_payload * 1  # only the hole is left
+
+
+def test_rto_follows_rtt_with_a_floor_and_backs_off() -> None:
+    client, _ = connected_client(mss_payloads=1)
+    client.receive_packet(ack(101), 0.15)  # one 100 ms sample (sent at 0.05)
+    assert client._rto == pytest.approx(0.5)  # 0.1 + 4 * 0.05 = 0.3, floored to 500 ms
+    client.send(b"more")
+    client.datagrams_to_send(0.2)
+    first = client.get_timer()
+    assert first is not None and first == pytest.approx(0.2 + 0.5)
+    client.handle_timer(first)
+    client.datagrams_to_send(first)
+    assert client.get_timer() == pytest.approx(first + 1.0)  # doubled
