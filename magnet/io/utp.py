@@ -267,7 +267,9 @@ class UtpEndpoint:
             del self._transports[conn]
 
     def _attach(self, conn: UtpConnection, peer: Addr) -> StreamPair:
-        reader = asyncio.StreamReader(limit=2**20, loop=self.loop)
+        # asyncio's own default limit (64 KiB): past twice that the reader pauses us, we
+        # stop taking events, and the core's advertised window closes.
+        reader = asyncio.StreamReader(loop=self.loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=self.loop)
         transport = _UtpTransport(self, conn, peer)
         transport.protocol = protocol

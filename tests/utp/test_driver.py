@@ -8,6 +8,7 @@ import random
 import pytest
 
 from magnet.io.utp import UtpEndpoint
+from magnet.utp import UtpConfig
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -78,3 +79,37 @@ def test_non_utp_datagrams_go_to_the_shared_handler() -> None:
         return seen
 
     assert asyncio.run(run()) == [b"d1:y1:qe"]
+
+
+def test_a_reader_that_stops_reading_closes_the_window() -> None:
+    payload = random.Random(4).randbytes(2 << 20)
+    config = UtpConfig(recv_buffer=256 * 1024)
+
+    async def run() -> tuple[int, bytes]:
+        received = asyncio.get_running_loop().create_future()
+        held: list[int] = []
+
+        async def slow_reader(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await asyncio.sleep(1.0)  # the owner is busy: nothing is read
+            (conn,) = server.core.connections()
+            held.append(conn.buffered)
+            received.set_result(await reader.read())
+            writer.close()
+
+        server = await UtpEndpoint.create("127.0.0.1", 0, config=config, on_connection=slow_reader)
+        client = await UtpEndpoint.create("127.0.0.1", 0)
+        try:
+            _, writer = await client.open_connection(*server.local_address, timeout=5)
+            writer.write(payload)
+            writer.write_eof()
+            async with asyncio.timeout(30):
+                data = await received
+            return held[0], data
+        finally:
+            client.close()
+            server.close()
+
+    held, data = asyncio.run(run())
+    assert data == payload
+    # while unread, the receiving core held about its whole window and no more
+    assert config.recv_buffer - 2 * config.max_payload <= held <= config.recv_buffer
