@@ -53,20 +53,18 @@ from magnet.utp.header import (
     encode,
     parse,
     seq_add,
-    seq_diff,
     seq_lt,
 )
 from magnet.utp.ledbat import Ledbat
+from magnet.utp.reorder import ReorderBuffer
+from magnet.utp.rtt import RttEstimator
 
 __all__ = ["LINGER_S", "State", "UtpConfig", "UtpConnection"]
 
-MAX_RTO_S: Final = 60.0
 # After both FINs are exchanged the connection stays a while to re-ack a retransmitted FIN
 # (our ack may have been lost) instead of letting the socket answer it with ST_RESET.
 LINGER_S: Final = 5.0
 DUPLICATE_ACKS_BEFORE_RESEND: Final = 3
-# Largest reorder span a selective ACK can describe: it starts at ack_nr + 2.
-_SACK_SPAN: Final = MAX_SACK_BYTES * 8 + 1
 _U32: Final = 0xFFFFFFFF
 
 
@@ -150,18 +148,12 @@ class UtpConnection:
         self._reset_due = False
         self._probe_due = False
         # receiving side
-        self._ack_nr = 0  # last sequence number received in order
+        self._inbound = ReorderBuffer(self.config.max_reorder_packets)
         self._syn_seq = 0  # the SYN's sequence number (ours or the initiator's)
-        self._reorder: dict[int, bytes] = {}
-        self._reorder_bytes = 0
-        self._eof_seq: int | None = None
-        self._eof_delivered = False
         self._ack_due = False
         self._reply_micro = 0
         # timing
-        self._rtt: float | None = None
-        self._rtt_var = 0.0
-        self._rto = self.config.initial_rto_s
+        self._rtt = RttEstimator(self.config.initial_rto_s, self.config.min_rto_s)
         self._num_timeouts = 0
         self._timeout_at: float | None = None
         self._linger_until: float | None = None
@@ -191,13 +183,13 @@ class UtpConnection:
         self.send_id = syn.connection_id
         self.recv_id = seq_add(syn.connection_id, 1)
         self._start_seq(seq_nr)
-        self._syn_seq = self._ack_nr = syn.seq_nr
+        self._syn_seq = self._inbound.ack_nr = syn.seq_nr
         self._peer_wnd = syn.wnd_size
         self._reply_micro = (_us(now) - syn.timestamp_us) & _U32
         self.state = State.SYN_RECV
         self._ack_due = True
         self._events.append(Connected())
-        self._timeout_at = now + self._rto
+        self._timeout_at = now + self._rtt.rto
 
     def send(self, data: bytes) -> None:
         """Queue stream bytes. Raises `UtpUsageError` after close or past the send buffer."""
@@ -240,7 +232,7 @@ class UtpConnection:
         if self._done or self.state in (State.IDLE, State.RESET):
             return
         if self.state is State.CLOSED:
-            if p.type == ST_FIN and p.seq_nr == self._eof_seq:
+            if p.type == ST_FIN and p.seq_nr == self._inbound.eof_seq:
                 self._ack_due = True  # our ack of their FIN was lost
             return
         if p.type == ST_SYN:
@@ -255,12 +247,12 @@ class UtpConnection:
         if self.state is State.SYN_SENT:
             if p.ack_nr != self._syn_seq or p.type not in (ST_STATE, ST_DATA):
                 return
-            self._ack_nr = seq_add(p.seq_nr, -1)
+            self._inbound.ack_nr = seq_add(p.seq_nr, -1)
             self.state = State.CONNECTED
             self._events.append(Connected())
         elif self.state is State.SYN_RECV:
             self.state = State.CONNECTED
-        if p.type in (ST_DATA, ST_FIN) and seq_diff(p.seq_nr, self._ack_nr) > self._reorder_span:
+        if p.type in (ST_DATA, ST_FIN) and self._inbound.beyond(p.seq_nr):
             return  # beyond what we could buffer: damage or an attack
         self._peer_wnd = p.wnd_size
         self._reply_micro = (_us(now) - p.timestamp_us) & _U32
@@ -275,10 +267,8 @@ class UtpConnection:
             if min_rtt != float("inf"):
                 delay = min(delay, int(min_rtt * 1_000_000))
             self._ledbat.on_ack(acked_bytes, delay, in_flight_before)
-        if p.type == ST_DATA:
-            self._on_data(p)
-        elif p.type == ST_FIN:
-            self._on_fin(p)
+        if p.type in (ST_DATA, ST_FIN):
+            self._on_stream(p)
         self._check_closed(now)
 
     def handle_timer(self, now: float) -> None:
@@ -385,20 +375,17 @@ class UtpConnection:
     @property
     def buffered(self) -> int:
         """Bytes held for the peer: send buffer, unacked packets, reorder and undelivered."""
-        return len(self._pending) + self._unacked_bytes + self._reorder_bytes + self._undelivered
+        held = self._inbound.held_bytes
+        return len(self._pending) + self._unacked_bytes + held + self._undelivered
 
     # ------------------------------------------------------------------ internals
-
-    @property
-    def _reorder_span(self) -> int:
-        return min(self.config.max_reorder_packets, _SACK_SPAN)
 
     def _start_seq(self, seq_nr: int | None) -> None:
         self._seq_nr = self._rng.randrange(0x10000) if seq_nr is None else seq_nr & SEQ_MASK
         self._acked_seq = self._loss_seq = seq_add(self._seq_nr, -1)
 
     def _backoff(self) -> float:
-        return min(self._rto * (1 << min(self._num_timeouts, 16)), MAX_RTO_S)
+        return self._rtt.backoff(self._num_timeouts)
 
     def _needs_timer(self) -> bool:
         if self._outbuf or self.state is State.SYN_RECV:
@@ -448,30 +435,15 @@ class UtpConnection:
                 timestamp_difference_us=self._reply_micro,
                 wnd_size=self._advertised_window(),
                 seq_nr=seq,
-                ack_nr=self._ack_nr,
-                sack=self._sack() if ptype != ST_SYN else None,
+                ack_nr=self._inbound.ack_nr,
+                sack=self._inbound.sack() if ptype != ST_SYN else None,
                 payload=payload,
             )
         )
 
     def _advertised_window(self) -> int:
-        return max(0, self.config.recv_buffer - self._undelivered - self._reorder_bytes)
-
-    def _sack(self) -> bytes | None:
-        held = list(self._reorder)
-        if self._eof_seq is not None and not self._eof_delivered:
-            held.append(self._eof_seq)  # a FIN ahead of missing data is held too
-        if not held:
-            return None
-        mask = bytearray(MAX_SACK_BYTES)
-        top = 0
-        for seq in held:
-            bit = seq_diff(seq, self._ack_nr) - 2
-            if 0 <= bit < MAX_SACK_BYTES * 8:
-                mask[bit >> 3] |= 1 << (bit & 7)
-                top = max(top, bit)
-        length = (top // 32 + 1) * 4
-        return bytes(mask[:length])
+        held = self._undelivered + self._inbound.held_bytes
+        return max(0, self.config.recv_buffer - held)
 
     def _mark_resend(self, sent: _Sent) -> None:
         if not sent.need_resend and sent.transmissions:
@@ -492,7 +464,7 @@ class UtpConnection:
                     acked, min_rtt = self._retire(sent, now, acked, min_rtt)
             self._acked_seq = p.ack_nr
             self._dup_acks = 0
-            self._timeout_at = now + self._rto if self._outbuf else None
+            self._timeout_at = now + self._rtt.rto if self._outbuf else None
         elif p.type == ST_STATE and p.ack_nr == self._acked_seq and self._outbuf:
             self._dup_acks += 1
         sacked = [s for s in p.sacked() if seq_lt(self._acked_seq, s) and not seq_lt(last_sent, s)]
@@ -518,7 +490,7 @@ class UtpConnection:
             self._in_flight -= len(sent.payload)
         if sent.transmissions == 1:  # Karn: an ack of a resent packet times nothing
             sample = max(0.0, now - sent.sent_at)
-            self._update_rtt(sample)
+            self._rtt.sample(sample)
             min_rtt = min(min_rtt, sample)
         return acked + len(sent.payload), min_rtt
 
@@ -532,61 +504,23 @@ class UtpConnection:
             self._ledbat.on_loss()
             self._loss_seq = seq_add(self._seq_nr, -1)
 
-    def _update_rtt(self, sample: float) -> None:
-        if self._rtt is None:
-            self._rtt, self._rtt_var = sample, sample / 2
+    def _on_stream(self, p: Packet) -> None:
+        self._ack_due = True
+        inbound = self._inbound
+        finished = inbound.finished
+        if p.type == ST_FIN:
+            inbound.add_fin(p.seq_nr)
         else:
-            self._rtt_var += (abs(self._rtt - sample) - self._rtt_var) / 4
-            self._rtt += (sample - self._rtt) / 8
-        self._rto = max(self._rtt + 4 * self._rtt_var, self.config.min_rto_s)
-
-    def _on_data(self, p: Packet) -> None:
-        self._ack_due = True
-        if self._eof_seq is not None and not seq_lt(p.seq_nr, self._eof_seq):
-            return  # nothing comes after the FIN
-        ahead = seq_diff(p.seq_nr, self._ack_nr)
-        if ahead <= 0 or p.seq_nr in self._reorder:
-            return  # a duplicate: the ack we send tells the peer
-        if len(p.payload) > self._advertised_window():
-            return  # the peer overran our window: drop rather than grow
-        if ahead > 1:
-            self._reorder[p.seq_nr] = p.payload
-            self._reorder_bytes += len(p.payload)
-            return
-        self._deliver(p.payload)
-        self._ack_nr = p.seq_nr
-        while (nxt := seq_add(self._ack_nr, 1)) in self._reorder:
-            payload = self._reorder.pop(nxt)
-            self._reorder_bytes -= len(payload)
-            self._deliver(payload)
-            self._ack_nr = nxt
-        if self._eof_seq is not None and seq_add(self._ack_nr, 1) == self._eof_seq:
-            self._ack_nr = self._eof_seq
-            self._end_of_stream()
-
-    def _on_fin(self, p: Packet) -> None:
-        self._ack_due = True
-        if self._eof_seq is None:
-            self._eof_seq = p.seq_nr
-        if p.seq_nr == self._eof_seq and seq_add(self._ack_nr, 1) == p.seq_nr:
-            self._ack_nr = p.seq_nr
-            self._end_of_stream()
-
-    def _deliver(self, payload: bytes) -> None:
-        if payload:
-            self._events.append(DataReceived(payload))
-            self._undelivered += len(payload)
-
-    def _end_of_stream(self) -> None:
-        if not self._eof_delivered:
-            self._eof_delivered = True
-            self._reorder.clear()
-            self._reorder_bytes = 0
+            for payload in inbound.add_data(p.seq_nr, p.payload, self._advertised_window()):
+                if payload:
+                    self._events.append(DataReceived(payload))
+                    self._undelivered += len(payload)
+        if inbound.finished and not finished:
             self._events.append(EndOfStream())
 
     def _check_closed(self, now: float) -> None:
         fin_acked = self._fin_seq is not None and self._fin_seq not in self._outbuf
-        if fin_acked and self._eof_delivered and self.state is State.CONNECTED:
+        if fin_acked and self._inbound.finished and self.state is State.CONNECTED:
             self.state = State.CLOSED
             self._timeout_at = None
             self._linger_until = now + LINGER_S
@@ -600,7 +534,7 @@ class UtpConnection:
         self._outbuf.clear()
         self._unacked_bytes = 0
         self._pending.clear()
-        self._reorder.clear()
-        self._reorder_bytes = self._in_flight = 0
+        self._inbound = ReorderBuffer(self.config.max_reorder_packets)
+        self._in_flight = 0
         self._timeout_at = self._linger_until = None
         self._done = True

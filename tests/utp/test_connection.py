@@ -285,7 +285,7 @@ def test_selective_ack_of_three_later_packets_resends_the_hole() -> None:
 def test_rto_follows_rtt_with_a_floor_and_backs_off() -> None:
     client, _ = connected_client(mss_payloads=1)
     client.receive_packet(ack(101), 0.15)  # one 100 ms sample (sent at 0.05)
-    assert client._rto == pytest.approx(0.5)  # 0.1 + 4 * 0.05 = 0.3, floored to 500 ms
+    assert client._rtt.rto == pytest.approx(0.5)  # 0.1 + 4 * 0.05 = 0.3, floored to 500 ms
     client.send(b"more")
     client.datagrams_to_send(0.2)
     first = client.get_timer()
