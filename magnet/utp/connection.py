@@ -9,12 +9,12 @@ socket or a clock, so the same object runs under asyncio and on a test's fake cl
 Sequence numbers count packets, not bytes, and wrap at 16 bits. ST_STATE carries the
 *next* sequence number without consuming it, so an initiator that receives the acceptor's
 ST_STATE sets ``ack_nr = seq_nr - 1`` (as libtorrent and libutp do). Every received ST_DATA
-or ST_FIN is acknowledged by the next datagram we send; out-of-order packets wait in a
-reorder buffer of bounded span and are reported with a selective ACK. On our side a packet
-is lost when three packets after it were selectively acknowledged or three duplicate acks
-name the one before it (fast retransmit, once per packet), or when nothing is acknowledged
-for a whole timeout (RTO = max(rtt + 4 * rtt_var, 500 ms), 1 s at first, doubling per
-consecutive timeout; after a bounded number the peer is gone). New data goes out only
+or ST_FIN is acknowledged by the next datagram we send; out-of-order packets wait in the
+`reorder` buffer and are reported with a selective ACK. Our packets wait in `outbound`
+until acknowledged; it detects losses (fast retransmit, once per packet), and a whole
+timeout without acknowledgement (`rtt`: 1 s at first, then max(rtt + 4 * rtt_var, 500 ms),
+doubling per consecutive timeout) resends everything; after a bounded number of timeouts
+the peer is gone. New data goes out only
 while bytes in flight stay within min(LEDBAT window, the peer's advertised window); a fast
 retransmit replaces its lost packet at once, and a zero window is probed with one byte per
 timeout. Every buffer is bounded: the send buffer by `UtpConfig.send_buffer` (the
@@ -56,6 +56,7 @@ from magnet.utp.header import (
     seq_lt,
 )
 from magnet.utp.ledbat import Ledbat
+from magnet.utp.outbound import SentPacket, SentPackets
 from magnet.utp.reorder import ReorderBuffer
 from magnet.utp.rtt import RttEstimator
 
@@ -64,7 +65,6 @@ __all__ = ["LINGER_S", "State", "UtpConfig", "UtpConnection"]
 # After both FINs are exchanged the connection stays a while to re-ack a retransmitted FIN
 # (our ack may have been lost) instead of letting the socket answer it with ST_RESET.
 LINGER_S: Final = 5.0
-DUPLICATE_ACKS_BEFORE_RESEND: Final = 3
 _U32: Final = 0xFFFFFFFF
 
 
@@ -97,20 +97,6 @@ class UtpConfig:
         return max(1, self.mtu - HEADER_SIZE - 2 - MAX_SACK_BYTES)
 
 
-@dataclass(slots=True)
-class _Sent:
-    """A packet that took a sequence number and is not yet acknowledged."""
-
-    seq: int
-    type: int
-    payload: bytes
-    sent_at: float = 0.0
-    transmissions: int = 0
-    need_resend: bool = False  # not counted in flight until sent again
-    fast_resent: bool = False  # fast retransmit happens once per packet
-    urgent: bool = False  # a fast retransmit: it replaces a lost packet, window or not
-
-
 def _us(now: float) -> int:
     return int(now * 1_000_000) & _U32
 
@@ -134,15 +120,9 @@ class UtpConnection:
         self._events: deque[UtpEvent] = deque()
         self._undelivered = 0  # bytes in DataReceived events not yet taken
         # sending side
-        self._seq_nr = 0  # next sequence number to use
-        self._acked_seq = 0  # every packet up to this one is acknowledged
-        self._loss_seq = 0  # the window is cut at most once per flight of packets
-        self._outbuf: dict[int, _Sent] = {}
-        self._pending = bytearray()
-        self._unacked_bytes = 0  # payload held in _outbuf: with _pending, <= send_buffer
-        self._in_flight = 0
+        self._sent = SentPackets()  # numbered, not yet acknowledged
+        self._pending = bytearray()  # stream bytes not yet in a packet
         self._peer_wnd = self._mss
-        self._dup_acks = 0
         self._closing = False
         self._fin_seq: int | None = None
         self._reset_due = False
@@ -169,9 +149,7 @@ class UtpConnection:
         self.recv_id = self._rng.randrange(0x10000) if recv_id is None else recv_id & SEQ_MASK
         self.send_id = seq_add(self.recv_id, 1)
         self._start_seq(seq_nr)
-        self._syn_seq = self._seq_nr
-        self._outbuf[self._syn_seq] = _Sent(self._syn_seq, ST_SYN, b"", need_resend=True)
-        self._seq_nr = seq_add(self._seq_nr, 1)
+        self._syn_seq = self._sent.take(ST_SYN, b"", need_resend=True).seq
         self.state = State.SYN_SENT
 
     def accept(self, syn: Packet, now: float, *, seq_nr: int | None = None) -> None:
@@ -201,7 +179,7 @@ class UtpConnection:
 
     def writable(self) -> int:
         """How many more bytes `send` takes now (queued plus unacknowledged <= send_buffer)."""
-        return max(0, self.config.send_buffer - len(self._pending) - self._unacked_bytes)
+        return max(0, self.config.send_buffer - len(self._pending) - self._sent.unacked)
 
     def close(self) -> None:
         """Finish our stream: an ST_FIN follows the bytes already queued."""
@@ -241,7 +219,7 @@ class UtpConnection:
             return
         if p.type == ST_RESET:
             # A reset must not acknowledge packets we never sent (libtorrent's check).
-            if not seq_lt(self._seq_nr, p.ack_nr):
+            if not seq_lt(self._sent.seq_nr, p.ack_nr):
                 self._fail(ConnectionReset(), State.RESET)
             return
         if self.state is State.SYN_SENT:
@@ -260,13 +238,19 @@ class UtpConnection:
         delay = None
         if p.timestamp_difference_us:
             delay = self._ledbat.delay_sample(p.timestamp_difference_us, now)
-        in_flight_before = self._in_flight
-        acked_bytes, min_rtt = self._process_acks(p, now)
-        if delay is not None and acked_bytes:
+        in_flight_before = self._sent.in_flight
+        acked = self._sent.on_ack(p, now)
+        for sample in acked.rtt_samples:
+            self._rtt.sample(sample)
+        if acked.progressed:
+            self._timeout_at = now + self._rtt.rto if self._sent else None
+        if acked.loss:
+            self._ledbat.on_loss()
+        if delay is not None and acked.acked_bytes:
             # The one-way delay can never exceed the round trip: clamp noise with it.
-            if min_rtt != float("inf"):
-                delay = min(delay, int(min_rtt * 1_000_000))
-            self._ledbat.on_ack(acked_bytes, delay, in_flight_before)
+            if acked.rtt_samples:
+                delay = min(delay, int(min(acked.rtt_samples) * 1_000_000))
+            self._ledbat.on_ack(acked.acked_bytes, delay, in_flight_before)
         if p.type in (ST_DATA, ST_FIN):
             self._on_stream(p)
         self._check_closed(now)
@@ -280,7 +264,7 @@ class UtpConnection:
         if self._timeout_at is None or now < self._timeout_at or self._done:
             return
         self._timeout_at = None
-        if self._outbuf or self.state is State.SYN_RECV:
+        if self._sent or self.state is State.SYN_RECV:
             self._num_timeouts += 1
             limit = (
                 self.config.syn_retries
@@ -292,11 +276,9 @@ class UtpConnection:
                 return
             if self.state is State.SYN_RECV:
                 self._ack_due = True  # perhaps the initiator never saw our ST_STATE
-            if self._outbuf:
+            if self._sent:
                 self._ledbat.on_timeout()
-                self._loss_seq = seq_add(self._seq_nr, -1)
-                for sent in self._outbuf.values():
-                    self._mark_resend(sent)
+                self._sent.timed_out()
             self._timeout_at = now + self._backoff()
         elif self._pending or (self._closing and self._fin_seq is None):
             self._probe_due = True
@@ -308,18 +290,16 @@ class UtpConnection:
         out: list[bytes] = []
         if self._reset_due:
             self._reset_due = False
-            out.append(self._encode(ST_RESET, self._seq_nr, b"", now))
+            out.append(self._encode(ST_RESET, self._sent.seq_nr, b"", now))
         if self._done or self.state in (State.IDLE, State.RESET):
             return out
-        for sent in self._outbuf.values():
-            if not sent.need_resend:
-                continue
+        for sent in self._sent.to_resend():
             # Resends go first, in order. A fast retransmit goes at once (as in TCP and
             # libtorrent: the packet it replaces has left the network); after a timeout one
             # packet goes even into a closed window (BEP 29: the timeout "allows it to send
             # one more packet") and the rest wait for room.
-            over = self._in_flight + len(sent.payload) > self.send_window
-            if over and self._in_flight and not sent.urgent:
+            in_flight = self._sent.in_flight
+            if in_flight and in_flight + len(sent.payload) > self.send_window and not sent.urgent:
                 break
             out.append(self._transmit(sent, now))
         if self.state in (State.SYN_RECV, State.CONNECTED):
@@ -327,7 +307,7 @@ class UtpConnection:
         if self._ack_due and self.state is not State.SYN_SENT:
             # After our FIN, acks name the FIN's number: libtorrent drops any packet
             # numbered past the FIN it received, and this ack would be one.
-            state_seq = self._seq_nr if self._fin_seq is None else self._fin_seq
+            state_seq = self._sent.seq_nr if self._fin_seq is None else self._fin_seq
             out.append(self._encode(ST_STATE, state_seq, b"", now))
         self._ack_due = False
         if self._timeout_at is None and self._needs_timer():
@@ -360,12 +340,13 @@ class UtpConnection:
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight
+        """Payload bytes sent and neither acknowledged nor given up as lost."""
+        return self._sent.in_flight
 
     @property
     def unacked(self) -> int:
         """Payload bytes sent (each at least once) and not yet acknowledged."""
-        return self._unacked_bytes
+        return self._sent.unacked
 
     @property
     def is_finished(self) -> bool:
@@ -376,54 +357,43 @@ class UtpConnection:
     def buffered(self) -> int:
         """Bytes held for the peer: send buffer, unacked packets, reorder and undelivered."""
         held = self._inbound.held_bytes
-        return len(self._pending) + self._unacked_bytes + held + self._undelivered
+        return len(self._pending) + self._sent.unacked + held + self._undelivered
 
     # ------------------------------------------------------------------ internals
 
     def _start_seq(self, seq_nr: int | None) -> None:
-        self._seq_nr = self._rng.randrange(0x10000) if seq_nr is None else seq_nr & SEQ_MASK
-        self._acked_seq = self._loss_seq = seq_add(self._seq_nr, -1)
+        self._sent.start(self._rng.randrange(0x10000) if seq_nr is None else seq_nr & SEQ_MASK)
 
     def _backoff(self) -> float:
         return self._rtt.backoff(self._num_timeouts)
 
     def _needs_timer(self) -> bool:
-        if self._outbuf or self.state is State.SYN_RECV:
+        if self._sent or self.state is State.SYN_RECV:
             return True
         return bool(self._pending) or (self._closing and self._fin_seq is None)
 
     def _send_new(self, out: list[bytes], now: float) -> None:
-        while self._pending and len(self._outbuf) < self.config.max_packets_in_flight:
-            room = self.send_window - self._in_flight
-            if self._probe_due and self._in_flight == 0:
+        sent = self._sent
+        while self._pending and len(sent) < self.config.max_packets_in_flight:
+            room = self.send_window - sent.in_flight
+            if self._probe_due and sent.in_flight == 0:
                 room = max(room, 1)
             # Wait for a full packet's room rather than dribble small ones (silly window).
-            if room <= 0 or (room < self._mss < len(self._pending) and self._in_flight):
+            if room <= 0 or (room < self._mss < len(self._pending) and sent.in_flight):
                 break
             size = min(room, self._mss)
             payload = bytes(self._pending[:size])
             del self._pending[:size]
             self._probe_due = False
-            out.append(self._transmit(self._take_seq(ST_DATA, payload), now))
+            out.append(self._transmit(sent.take(ST_DATA, payload), now))
         fin_due = self._closing and not self._pending and self._fin_seq is None
-        if fin_due and len(self._outbuf) < self.config.max_packets_in_flight:
-            fin = self._take_seq(ST_FIN, b"")
+        if fin_due and len(sent) < self.config.max_packets_in_flight:
+            fin = sent.take(ST_FIN, b"")
             self._fin_seq = fin.seq
             out.append(self._transmit(fin, now))
 
-    def _take_seq(self, ptype: int, payload: bytes) -> _Sent:
-        sent = _Sent(self._seq_nr, ptype, payload)
-        self._outbuf[sent.seq] = sent
-        self._unacked_bytes += len(payload)
-        self._seq_nr = seq_add(self._seq_nr, 1)
-        return sent
-
-    def _transmit(self, sent: _Sent, now: float) -> bytes:
-        if sent.need_resend or not sent.transmissions:
-            self._in_flight += len(sent.payload)
-        sent.need_resend = sent.urgent = False
-        sent.transmissions += 1
-        sent.sent_at = now
+    def _transmit(self, sent: SentPacket, now: float) -> bytes:
+        self._sent.transmitted(sent, now)
         return self._encode(sent.type, sent.seq, sent.payload, now)
 
     def _encode(self, ptype: int, seq: int, payload: bytes, now: float) -> bytes:
@@ -445,65 +415,6 @@ class UtpConnection:
         held = self._undelivered + self._inbound.held_bytes
         return max(0, self.config.recv_buffer - held)
 
-    def _mark_resend(self, sent: _Sent) -> None:
-        if not sent.need_resend and sent.transmissions:
-            self._in_flight -= len(sent.payload)
-        sent.need_resend = True
-
-    def _process_acks(self, p: Packet, now: float) -> tuple[int, float]:
-        """Retire what ``p`` acknowledges; detect losses. Returns (bytes acked, min RTT)."""
-        acked = 0
-        min_rtt = float("inf")
-        last_sent = seq_add(self._seq_nr, -1)
-        if seq_lt(self._acked_seq, p.ack_nr) and not seq_lt(last_sent, p.ack_nr):
-            seq = self._acked_seq
-            while seq != p.ack_nr:
-                seq = seq_add(seq, 1)
-                sent = self._outbuf.pop(seq, None)
-                if sent is not None:
-                    acked, min_rtt = self._retire(sent, now, acked, min_rtt)
-            self._acked_seq = p.ack_nr
-            self._dup_acks = 0
-            self._timeout_at = now + self._rtt.rto if self._outbuf else None
-        elif p.type == ST_STATE and p.ack_nr == self._acked_seq and self._outbuf:
-            self._dup_acks += 1
-        sacked = [s for s in p.sacked() if seq_lt(self._acked_seq, s) and not seq_lt(last_sent, s)]
-        for seq in sacked:
-            sent = self._outbuf.pop(seq, None)
-            if sent is not None:
-                acked, min_rtt = self._retire(sent, now, acked, min_rtt)
-        if len(sacked) >= DUPLICATE_ACKS_BEFORE_RESEND:
-            third_last = sacked[-DUPLICATE_ACKS_BEFORE_RESEND]
-            for sent in list(self._outbuf.values()):
-                if not seq_lt(sent.seq, third_last):
-                    break
-                self._lost(sent)
-        if self._dup_acks >= DUPLICATE_ACKS_BEFORE_RESEND:
-            first = self._outbuf.get(seq_add(self._acked_seq, 1))
-            if first is not None:
-                self._lost(first)
-        return acked, min_rtt
-
-    def _retire(self, sent: _Sent, now: float, acked: int, min_rtt: float) -> tuple[int, float]:
-        self._unacked_bytes -= len(sent.payload)
-        if not sent.need_resend:
-            self._in_flight -= len(sent.payload)
-        if sent.transmissions == 1:  # Karn: an ack of a resent packet times nothing
-            sample = max(0.0, now - sent.sent_at)
-            self._rtt.sample(sample)
-            min_rtt = min(min_rtt, sample)
-        return acked + len(sent.payload), min_rtt
-
-    def _lost(self, sent: _Sent) -> None:
-        if sent.fast_resent or not sent.transmissions:
-            return
-        sent.fast_resent = True
-        self._mark_resend(sent)
-        sent.urgent = True
-        if seq_lt(self._loss_seq, sent.seq):
-            self._ledbat.on_loss()
-            self._loss_seq = seq_add(self._seq_nr, -1)
-
     def _on_stream(self, p: Packet) -> None:
         self._ack_due = True
         inbound = self._inbound
@@ -519,7 +430,7 @@ class UtpConnection:
             self._events.append(EndOfStream())
 
     def _check_closed(self, now: float) -> None:
-        fin_acked = self._fin_seq is not None and self._fin_seq not in self._outbuf
+        fin_acked = self._fin_seq is not None and self._fin_seq not in self._sent
         if fin_acked and self._inbound.finished and self.state is State.CONNECTED:
             self.state = State.CLOSED
             self._timeout_at = None
@@ -531,10 +442,8 @@ class UtpConnection:
 
     def _finish(self, state: State) -> None:
         self.state = state
-        self._outbuf.clear()
-        self._unacked_bytes = 0
+        self._sent.clear()
         self._pending.clear()
         self._inbound = ReorderBuffer(self.config.max_reorder_packets)
-        self._in_flight = 0
         self._timeout_at = self._linger_until = None
         self._done = True

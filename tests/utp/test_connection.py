@@ -187,7 +187,7 @@ def test_sequence_numbers_wrap_around() -> None:
     assert bytes(link.b.received[server]) == data_a
     assert bytes(link.a.received[client]) == data_b
     # both directions went past 0xFFFF: ~220 packets each from 0xFFF0
-    assert client._seq_nr < 0x1000 and server._seq_nr < 0x1000
+    assert client._sent.seq_nr < 0x1000 and server._sent.seq_nr < 0x1000
 
 
 def test_initiator_syn_ack_as_state_then_data() -> None:

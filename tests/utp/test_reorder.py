@@ -1,11 +1,8 @@
-"""The receiving half (`ReorderBuffer`) and the timeout estimator (`RttEstimator`) as units."""
+"""`ReorderBuffer`: in-order delivery, the reorder window, FIN and selective ACK."""
 
 from __future__ import annotations
 
-import pytest
-
 from magnet.utp.reorder import SACK_SPAN, ReorderBuffer
-from magnet.utp.rtt import MAX_RTO_S, RttEstimator
 
 
 def buffer_at(ack_nr: int, span: int = 64) -> ReorderBuffer:
@@ -43,14 +40,3 @@ def test_fin_ahead_of_data_finishes_once_the_gap_fills() -> None:
     assert buf.finished and buf.ack_nr == 8
     buf.add_fin(8)  # a retransmitted FIN changes nothing
     assert buf.finished and buf.ack_nr == 8
-
-
-def test_rtt_smoothing_floor_and_backoff() -> None:
-    rtt = RttEstimator(initial_rto=1.0, min_rto=0.5)
-    assert rtt.rto == 1.0 and rtt.backoff(2) == 4.0
-    rtt.sample(0.2)
-    assert rtt.rtt == pytest.approx(0.2) and rtt.rto == pytest.approx(0.6)  # 0.2 + 4 * 0.1
-    rtt.sample(0.2)
-    assert rtt.rtt_var == pytest.approx(0.075) and rtt.rto == pytest.approx(0.5)  # floored
-    assert rtt.backoff(1) == pytest.approx(1.0)
-    assert rtt.backoff(40) == MAX_RTO_S
