@@ -28,7 +28,8 @@ context manager) are the drivers.
 
 from __future__ import annotations
 
+from wanlab.lab import WanLab
 from wanlab.profiles import Profile, ProfileError
 from wanlab.schedule import WanSchedule, WanStats
 
-__all__ = ["Profile", "ProfileError", "WanSchedule", "WanStats"]
+__all__ = ["Profile", "ProfileError", "WanLab", "WanSchedule", "WanStats"]
