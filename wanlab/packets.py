@@ -1,7 +1,7 @@
 """The few IPv4 header fields the WAN lab schedules on (RFC 791, ICMP RFC 792, UDP/TCP ports).
 
 ``inspect(packet)`` reads a raw IP packet as the TUN device hands it over (no packet-info
-prefix) and returns its source, destination, a flow key and whether it is an ICMP "port
+prefix) and returns its address pair, a flow key and whether it is an ICMP "port
 unreachable". The flow key is protocol, addresses and ports for unfragmented UDP and TCP, and
 protocol plus addresses otherwise (a non-first fragment carries no ports). Anything that is
 not a well-formed IPv4 header gives ``None``. Sans-IO: bytes in, a value out.
@@ -9,7 +9,7 @@ not a well-formed IPv4 header gives ``None``. Sans-IO: bytes in, a value out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["PROTO_ICMP", "PROTO_TCP", "PROTO_UDP", "PacketInfo", "inspect"]
 
@@ -19,19 +19,29 @@ PROTO_UDP = 17
 _ICMP_DEST_UNREACHABLE = 3
 _ICMP_CODE_PORT_UNREACHABLE = 3
 _IPV4_MIN_HEADER = 20
-# Flags and fragment offset (RFC 791 3.1): MF is bit 13, the offset the low 13 bits.
-_MORE_FRAGMENTS = 0x2000
-_OFFSET_MASK = 0x1FFF
+# Byte 6 of the header holds the flags and the offset's top bits (RFC 791 3.1): MF (0x20)
+# and 0x1F; byte 7 the rest of the offset. DF (0x40) does not make a fragment.
+_FRAGMENT_HIGH_BITS = 0x3F
 
 
-@dataclass(frozen=True, slots=True)
-class PacketInfo:
-    """What the scheduler needs of one packet: packed 4-byte addresses and the flow it is in."""
+class PacketInfo(NamedTuple):
+    """What the scheduler needs of one packet (a tuple: this runs for every packet).
 
-    src: bytes
-    dst: bytes
+    ``pair`` is the packed source and destination (8 bytes), ``flow`` the pair plus protocol
+    and, when present, the two ports.
+    """
+
+    pair: bytes
     flow: bytes
     port_unreachable: bool
+
+    @property
+    def src(self) -> bytes:
+        return self.pair[:4]
+
+    @property
+    def dst(self) -> bytes:
+        return self.pair[4:]
 
 
 def inspect(packet: bytes) -> PacketInfo | None:
@@ -42,14 +52,20 @@ def inspect(packet: bytes) -> PacketInfo | None:
     if header_len < _IPV4_MIN_HEADER or len(packet) < header_len:
         return None
     proto = packet[9]
-    fragment = int.from_bytes(packet[6:8], "big") & (_MORE_FRAGMENTS | _OFFSET_MASK)
-    flow = packet[9:10] + packet[12:20]
-    if fragment == 0 and proto in {PROTO_UDP, PROTO_TCP} and len(packet) >= header_len + 4:
-        flow += packet[header_len : header_len + 4]
+    pair = packet[12:20]
+    if proto in (PROTO_UDP, PROTO_TCP):
+        # Flags byte: MF is 0x20, the offset's high bits 0x1F; a fragment has no ports or
+        # only the first one has them, so fragments are one flow per protocol and pair.
+        unfragmented = not (packet[6] & _FRAGMENT_HIGH_BITS or packet[7])
+        if unfragmented and len(packet) >= header_len + 4:
+            return PacketInfo(
+                pair, pair + packet[9:10] + packet[header_len : header_len + 4], False
+            )
+        return PacketInfo(pair, pair + packet[9:10], False)
     unreachable = (
         proto == PROTO_ICMP
         and len(packet) >= header_len + 2
         and packet[header_len] == _ICMP_DEST_UNREACHABLE
         and packet[header_len + 1] == _ICMP_CODE_PORT_UNREACHABLE
     )
-    return PacketInfo(packet[12:16], packet[16:20], flow, unreachable)
+    return PacketInfo(pair, pair + packet[9:10], unreachable)

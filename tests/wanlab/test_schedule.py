@@ -138,3 +138,17 @@ def test_the_flow_table_forgets_flows_that_have_drained() -> None:
     # 20,000 flows went through; only those since the last sweep are remembered.
     assert core.flow_count() <= 4097
     assert core.stats.max_queued == 1
+
+
+def test_lateness_is_measured_from_each_release_time() -> None:
+    core = schedule(Profile(delay_ms=(10.0, 10.0)))
+    core.receive(udp(A, 1, B, 2), now=0.0)  # due at 0.010
+    core.receive(udp(A, 3, B, 2), now=0.004)  # due at 0.014
+    assert core.packets_due(now=0.009) == []
+    assert len(core.packets_due(now=0.016)) == 2
+    assert core.stats.late_max_us == pytest.approx(6000, abs=1)
+    assert core.stats.late_total_us == pytest.approx(6000 + 2000, abs=2)
+    core.receive(udp(A, 1, B, 2), now=1.0)
+    core.packets_due(now=1.010)  # exactly on time
+    assert core.stats.late_max_us == pytest.approx(6000, abs=1)
+    assert core.stats.late_total_us == pytest.approx(8000, abs=2)
