@@ -257,6 +257,39 @@ def check_orphan() -> dict[str, Any]:
     return {"crash_status": result.returncode, "emulator_alive": alive, "links": links}
 
 
+def check_libtorrent() -> dict[str, Any]:
+    """Two libtorrent DHT nodes on lab addresses: one learns of the other across the lab."""
+    import libtorrent as lt
+
+    def session(ip: str) -> Any:
+        return lt.session(
+            {
+                "listen_interfaces": f"{ip}:6881",
+                "enable_dht": True,
+                "enable_lsd": False,
+                "enable_upnp": False,
+                "enable_natpmp": False,
+                "dht_bootstrap_nodes": "",
+                "dht_restrict_routing_ips": False,
+                "dht_restrict_search_ips": False,
+            }
+        )
+
+    profile = Profile(delay_ms=(50.0, 50.0), seed=1)
+    with WanLab(profile, hosts=2) as lab:
+        a, b = lab.addresses
+        first, second = session(a), session(b)
+        start = time.monotonic()
+        second.add_dht_node((a, 6881))
+        nodes = 0
+        while time.monotonic() - start < 20 and nodes == 0:
+            nodes = second.status().dht_nodes
+            time.sleep(0.005)
+        seconds = time.monotonic() - start
+        del first, second  # sessions close before the lab does
+    return {"dht_nodes": nodes, "seconds": seconds, "stats": lab.stats}
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
@@ -272,6 +305,7 @@ CHECKS: dict[str, Callable[[], dict[str, Any]]] = {
     "dead_port": check_dead_port,
     "teardown": check_teardown,
     "orphan": check_orphan,
+    "libtorrent": check_libtorrent,
 }
 
 
