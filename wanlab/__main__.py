@@ -21,6 +21,9 @@ from wanlab.netns import UNSHARED_ENV, NetnsError
 from wanlab.profiles import Profile, ProfileError
 
 EPILOG = """\
+COMMAND gets WANLAB_HOSTS (the lab's addresses, space-separated) and WANLAB_PREFIX.
+Jitter never reorders a flow; ICMP port unreachable is dropped (dead hosts stay silent).
+
 example (as root):
   python -m wanlab run --unshare --hosts 40 --delay 10-150 --jitter 5 --loss 0.02 -- \\
       sh -c 'echo $WANLAB_HOSTS'
@@ -34,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run}")
     run = commands.add_parser(
         "run",
         help="run COMMAND with the lab's addresses available",
@@ -47,17 +50,27 @@ def build_parser() -> argparse.ArgumentParser:
         default="198.18.0.0/15",
         help="lab prefix, private or reserved IPv4 (default %(default)s, RFC 2544)",
     )
-    run.add_argument("--hosts", type=int, default=40, help="host addresses .1 to .N on the TUN")
-    run.add_argument("--delay", default="10-150", help="one-way delay per pair, MS or MIN-MAX")
-    run.add_argument("--jitter", type=float, default=0.0, help="extra delay per packet, 0..MS")
-    run.add_argument("--loss", type=float, default=0.0, help="loss probability per packet")
-    run.add_argument("--seed", type=int, default=0, help="seed of pair delays, jitter, loss")
-    run.add_argument("--tun", default="wanlab0", help="name of the TUN device")
+    run.add_argument(
+        "--hosts", type=int, default=40, help="addresses .1 to .N of the prefix (default 40)"
+    )
+    run.add_argument(
+        "--delay",
+        default="10-150",
+        help="one-way delay of each pair in ms, MS or MIN-MAX, drawn once (default 10-150)",
+    )
+    run.add_argument(
+        "--jitter", type=float, default=0.0, help="extra delay per packet, uniform in [0, MS]"
+    )
+    run.add_argument(
+        "--loss", type=float, default=0.0, help="loss probability per packet (e.g. 0.02)"
+    )
+    run.add_argument("--seed", type=int, default=0, help="seed of delays, jitter and loss")
+    run.add_argument("--tun", default="wanlab0", help="TUN device name (default wanlab0)")
     run.add_argument(
         "--unshare", action="store_true", help="re-run this command inside `unshare -n` first"
     )
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
-    loop = commands.add_parser("_loop", help=argparse.SUPPRESS)
+    loop = commands.add_parser("_loop")  # the emulator process, started by WanLab
     loop.add_argument("--fd", type=int, required=True)
     loop.add_argument("profile_json")
     return parser

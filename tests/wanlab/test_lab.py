@@ -176,6 +176,24 @@ def test_run_command_sees_the_lab_and_its_status_passes_through() -> None:
 
 
 @pytest.mark.timeout(120)
+def test_run_unshare_enters_a_namespace_of_its_own() -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("WANLAB_UNSHARED", None)
+    script = "import os, sys; print(os.stat('/proc/self/ns/net').st_ino); sys.exit(3)"
+    argv = [sys.executable, "-m", "wanlab", "run", "--unshare", "--hosts", "2", "--"]
+    result = subprocess.run(
+        ["timeout", "60", *argv, sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=70,
+    )
+    assert result.returncode == 3, result.stderr
+    assert int(result.stdout.split()[0]) != os.stat("/proc/self/ns/net").st_ino
+
+
+@pytest.mark.timeout(120)
 def test_run_refuses_a_namespace_with_other_interfaces_and_changes_nothing() -> None:
     script = (
         "ip tuntap add dev decoy0 mode tun && ip rule > before && "
