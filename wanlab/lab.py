@@ -75,9 +75,14 @@ class WanLab:
         tb: TracebackType | None,
     ) -> None:
         try:
-            self._stop_emulator()
+            status = self._stop_emulator()
         finally:
             self.network.close()
+        # A dead emulator black-holes the lab: say so, unless the body already failed.
+        if status not in {0, None} and exc is None:
+            raise NetnsError(
+                f"the emulator exited with status {status} during the run (its error is above)"
+            )
 
     def _start_emulator(self) -> None:
         fd = self.network.tun_fd
@@ -105,11 +110,13 @@ class WanLab:
         if line.strip() != READY_LINE:
             raise NetnsError(f"the emulator did not start (said {line.strip()!r})")
 
-    def _stop_emulator(self) -> None:
+    def _stop_emulator(self) -> int | None:
+        """Stop the emulator, keep its counters; its exit status if it had died on its own."""
         process, self._process = self._process, None
         if process is None:
-            return
-        if process.poll() is None:
+            return None
+        died = process.poll()
+        if died is None:
             process.terminate()
         try:
             out, _ = process.communicate(timeout=_STOP_TIMEOUT_S)
@@ -121,6 +128,7 @@ class WanLab:
             if line.startswith("{"):
                 self.stats = {key: int(value) for key, value in json.loads(line).items()}
                 break
+        return died
 
 
 def _readline_within(process: subprocess.Popen[str], timeout_s: float) -> str:

@@ -182,11 +182,11 @@ class LabNetwork:
     prefix: str = "198.18.0.0/15"
     hosts: int = 40
     tun_name: str = "wanlab0"
-    addresses: list[str] = field(default_factory=list)
-    tun_fd: int | None = None
-    _undo_rules: list[str] = field(default_factory=list)
-    _undo_sysctls: dict[str, str] = field(default_factory=dict)
-    _lo_was_up: bool = True
+    addresses: list[str] = field(default_factory=list, init=False)
+    tun_fd: int | None = field(default=None, init=False)
+    _undo_rules: list[str] = field(default_factory=list, init=False, repr=False)
+    _undo_sysctls: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _lo_was_up: bool = field(default=True, init=False, repr=False)
 
     def __enter__(self) -> LabNetwork:
         network = validate_prefix(self.prefix, self.hosts)
@@ -214,7 +214,8 @@ class LabNetwork:
         self.tun_fd = open_tun(tun)
         self._lo_was_up = _is_up("lo")
         self._set_sysctl(f"net.ipv6.conf.{tun}.disable_ipv6", "1")
-        for scope in ("all", "default", tun):
+        # The kernel applies the larger of "all" and the device's own value: both go to 0.
+        for scope in ("all", tun):
             self._set_sysctl(f"net.ipv4.conf.{scope}.rp_filter", "0")
         self._set_sysctl(f"net.ipv4.conf.{tun}.accept_local", "1")
         first = self.addresses[0]

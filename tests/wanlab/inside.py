@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from wanlab import Profile, WanLab
+from wanlab.netns import NetnsError
 
 __all__ = ["CHECKS"]
 
@@ -198,12 +199,14 @@ def _network_state() -> dict[str, Any]:
         "links": sorted(line.split(":")[1].strip() for line in _ip("-o", "link").splitlines()),
         "rules": _ip("rule").splitlines(),
         "routes_local": _ip("route", "show", "table", "local").splitlines(),
+        "routes_lab_table": _ip("route", "show", "table", "177").splitlines(),
         "rp_filter_all": Path("/proc/sys/net/ipv4/conf/all/rp_filter").read_text().strip(),
     }
 
 
 def check_teardown() -> dict[str, Any]:
-    """The network state before, during, after a clean lab and after one left by an error."""
+    """The network state before, during and after a lab: left cleanly, by an error in the
+    code under test, and with its emulator killed under it (which must be reported)."""
     Path("/proc/sys/net/ipv4/conf/all/rp_filter").write_text("2")  # the lab must restore it
     before = _network_state()
     profile = Profile(delay_ms=(10.0, 10.0))
@@ -217,12 +220,23 @@ def check_teardown() -> dict[str, Any]:
     except RuntimeError as exc:
         error = str(exc)
     after_error = _network_state()
+    emulator_death = ""
+    try:
+        with WanLab(profile, hosts=5, tun_name="wantest0") as lab:
+            assert lab.emulator_pid is not None
+            os.kill(lab.emulator_pid, signal.SIGKILL)
+            time.sleep(0.2)
+    except NetnsError as exc:
+        emulator_death = str(exc)
+    after_emulator_death = _network_state()
     return {
         "before": before,
         "during": during,
         "after": after,
         "after_error": after_error,
         "error": error,
+        "emulator_death": emulator_death,
+        "after_emulator_death": after_emulator_death,
     }
 
 

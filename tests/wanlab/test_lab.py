@@ -128,10 +128,13 @@ def test_teardown_leaves_no_device_rule_route_or_setting() -> None:
     assert "wantest0" in during["links"]
     assert during["rules"] != before["rules"]
     assert any("198.18.0.0/15" in route for route in during["routes_local"])
+    assert any("198.18.0.0/15" in route for route in during["routes_lab_table"])
     assert during["rp_filter_all"] == "0"
     assert measured["after"] == before
     assert measured["error"] == "the code under test failed"
     assert measured["after_error"] == before
+    assert "the emulator exited with status -9" in measured["emulator_death"]
+    assert measured["after_emulator_death"] == before
 
 
 @pytest.mark.timeout(120)
