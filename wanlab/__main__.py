@@ -76,11 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _unshared_argv(argv: list[str]) -> list[str]:
+def unshared_argv(argv: list[str]) -> list[str]:
     unshare = shutil.which("unshare")
     if unshare is None:
         raise NetnsError("--unshare needs the unshare command (util-linux)")
-    inner = [arg for arg in argv if arg != "--unshare"]
+    # Options come before COMMAND, so the first --unshare is ours; COMMAND's stay as they are.
+    inner = list(argv)
+    inner.remove("--unshare")
     return [unshare, "-n", sys.executable, "-m", "wanlab", *inner]
 
 
@@ -100,7 +102,7 @@ def run_command(args: argparse.Namespace, raw_argv: list[str]) -> int:
         )
         if args.unshare and os.environ.get(UNSHARED_ENV) != "1":
             env = dict(os.environ, **{UNSHARED_ENV: "1"})
-            return subprocess.run(_unshared_argv(raw_argv), env=env).returncode
+            return subprocess.run(unshared_argv(raw_argv), env=env).returncode
         with WanLab(profile, prefix=args.prefix, hosts=args.hosts, tun_name=args.tun) as lab:
             env = dict(os.environ)
             env["WANLAB_PREFIX"] = args.prefix

@@ -30,9 +30,14 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 class WanLab:
     """An emulated internet between ``hosts`` addresses of ``prefix``, shaped by ``profile``.
 
-    >>> with WanLab(Profile(delay_ms=(10, 150), jitter_ms=5, loss=0.02), hosts=40) as lab:
-    ...     a, b = lab.addresses[:2]   # bind sockets to these; traffic between them is shaped
-    >>> lab.stats["lost"]              # the emulator's counters, once it has stopped
+    Usage::
+
+        with WanLab(Profile(delay_ms=(10, 150), jitter_ms=5, loss=0.02), hosts=40) as lab:
+            a, b = lab.addresses[:2]  # bind sockets to these: traffic between them is shaped
+        lab.stats["lost"]  # the emulator's counters (``WanStats``), once it has stopped
+
+    The pairs' delays depend on the profile alone, so every run sees the same ones; jitter and
+    loss come from ``random.Random(profile.seed)``, so they repeat for the same packet sequence.
     """
 
     def __init__(

@@ -7,10 +7,11 @@ inputs it refuses before it would look at the namespace.
 from __future__ import annotations
 
 import ipaddress
+import shutil
 
 import pytest
 
-from wanlab.__main__ import build_parser, main
+from wanlab.__main__ import build_parser, main, unshared_argv
 from wanlab.netns import NetnsError, lab_hosts, private_namespace_problem, validate_prefix
 
 
@@ -89,3 +90,11 @@ def test_help_says_how_to_use_it(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "--unshare" in out
     assert "WANLAB_HOSTS" in out or "COMMAND" in out
+
+
+def test_unshare_reexec_keeps_the_commands_own_flags() -> None:
+    if shutil.which("unshare") is None:
+        pytest.skip("the unshare command (util-linux) is missing")
+    argv = unshared_argv(["run", "--unshare", "--hosts", "3", "--", "tool", "--unshare"])
+    assert argv[1:2] == ["-n"]
+    assert argv[-6:] == ["run", "--hosts", "3", "--", "tool", "--unshare"]
