@@ -97,8 +97,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
                 while True:
                     await asyncio.sleep(0.05)
                     found = store.new_hashes
-                    sched = crawler.scheduler
-                    sent = sched.stats.sent if sched else 0
+                    sent = crawler.stats.sent
                     for share in (0.5, 0.9, args.target):
                         key = f"{share:.0%}"
                         if key not in marks and found >= share * len(hashes):
