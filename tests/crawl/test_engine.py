@@ -145,7 +145,8 @@ def test_an_address_of_a_family_we_do_not_speak_fails_as_no_socket() -> None:
 def test_nobody_answering_stalls_the_crawl_after_the_startup_time() -> None:
     e = engine()
     e.add_seeds([("127.0.0.1", 9)], 0.0)
-    now, stalled = 0.0, []
+    now = 0.0
+    stalled: list[CrawlStalled] = []
     while now < 25.0 and not stalled:
         timer = e.get_timer()
         assert timer is not None and timer > now
