@@ -147,6 +147,7 @@ class Crawler:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._flush_soon = False
+        self._closed = False  # after shutdown: late callbacks find nothing to do
         self._failure: str | None = None
         self._wake = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
@@ -250,6 +251,7 @@ class Crawler:
             ]
 
     async def _shutdown(self) -> None:
+        self._closed = True
         for task in self._workers:
             task.cancel()
         for task in self._workers:
@@ -270,7 +272,8 @@ class Crawler:
 
     def _received(self, endpoint: int, data: bytes, addr: Addr) -> None:
         engine, loop = self.engine, self._loop
-        assert engine is not None and loop is not None
+        if self._closed or engine is None or loop is None:
+            return
         engine.receive_datagram(endpoint, data, addr, loop.time())
         # Once per burst (the loop reads many datagrams per wake-up), not once per datagram.
         if not self._flush_soon:
@@ -281,7 +284,7 @@ class Crawler:
         """Send what the engine wants sent, store what it learned, re-arm its timer."""
         self._flush_soon = False
         engine, loop = self.engine, self._loop
-        if engine is None or loop is None:
+        if self._closed or engine is None or loop is None:
             return
         sockets = self.sockets
         for endpoint, data, dst in engine.datagrams_to_send(loop.time()):
@@ -302,7 +305,8 @@ class Crawler:
 
     def _on_timer(self) -> None:
         engine, loop = self.engine, self._loop
-        assert engine is not None and loop is not None
+        if self._closed or engine is None or loop is None:
+            return
         # The loop may wake a hair early: time never runs backwards for the engine.
         now = max(self._timer_at, loop.time())
         self._timer = None

@@ -128,6 +128,9 @@ def test_crawl_end_to_end_stores_samples_nodes_and_resolved_metadata(tmp_path: P
     ]
 
     async def main() -> None:
+        # Callbacks that fail (a late flush into a closed store) surface here, not in a log.
+        errors: list[dict[str, object]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
         config = DhtConfig(sample_interval_s=1)
         async with Testnet(16, config=config, seed=7) as net:
             fakes = inject(net, 20, 1, seed=8)  # no peer ever answers for these
@@ -204,5 +207,7 @@ def test_crawl_end_to_end_stores_samples_nodes_and_resolved_metadata(tmp_path: P
             # Every node that answered was written down, with its BEP 51 support.
             assert nodes[0] >= 10 and nodes[0] == nodes[1]
             assert report.health["answering"] == 1.0 and report.health["bep51"] == 1.0
+        await asyncio.sleep(0.1)  # anything the crawler left scheduled has run by now
+        assert errors == []
 
     run(main(), 55)
