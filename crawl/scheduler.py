@@ -17,6 +17,7 @@ Rules (BEP 51 "Indexing" and politeness):
   samples still bring new ones, is revisited at the interval; one that showed its whole
   store, or whose last ``drained_after`` answers brought nothing new, only after
   ``idle_revisit_s``.
+* Nodes not asked yet and nodes due again take turns, so neither starves the other.
 * When there is nobody new to meet, find_node on random targets (and, now and then, on our
   own ids, so that nodes near them learn of us and send us their get_peers and announces)
   walks further, to any one node at most every ``find_interval_s``.
@@ -213,6 +214,7 @@ class CrawlScheduler:
         # Nodes that answered, by when they were last asked for nodes: the discovery walk.
         self._walk: OrderedDict[Addr, None] = OrderedDict()
         self._via = 0
+        self._fresh_first = False  # whether new nodes go before due ones at the next pick
         # A tenth of a second's worth at once: bursts of answers overflow socket buffers.
         self._qps = TokenBucket(cfg.qps, max(1.0, cfg.qps / 10), now=now)
         self._bytes = _ByteBudget(cfg.bandwidth, now)
@@ -323,7 +325,20 @@ class CrawlScheduler:
         return q
 
     def _pick(self, now: float) -> tuple[NodeRecord, bytes] | None:
-        # 1. Nodes due again: supporting ones whose interval has passed, and retries.
+        # Nodes not asked yet and nodes due again take turns. Either alone can always have
+        # someone ready: supporting nodes with short intervals and a full in-flight window
+        # would keep new nodes waiting forever, and the endless frontier of a big DHT would
+        # keep a productive node from its revisit.
+        self._fresh_first = not self._fresh_first
+        if self._fresh_first:
+            pick = self._pick_fresh(now) or self._pick_due(now)
+        else:
+            pick = self._pick_due(now) or self._pick_fresh(now)
+        # Nobody new, nobody due: walk on, find_node to a node not asked for nodes lately.
+        return pick or self._discovery(now)
+
+    def _pick_due(self, now: float) -> tuple[NodeRecord, bytes] | None:
+        """Supporting nodes whose interval has passed, and retries."""
         due = self._due
         while due and due[0][0] <= now:
             at, _, addr = heapq.heappop(due)
@@ -334,7 +349,10 @@ class CrawlScheduler:
                 self._push(rec, now + 1.0)
                 continue
             return rec, b"find_node" if rec.support == Support.NO else b"sample_infohashes"
-        # 2. Nodes not asked yet.
+        return None
+
+    def _pick_fresh(self, now: float) -> tuple[NodeRecord, bytes] | None:
+        """Nodes met and not asked yet."""
         frontier = self._frontier
         while frontier:
             addr = frontier.popleft()
@@ -347,8 +365,7 @@ class CrawlScheduler:
                 self._push(rec, rec.next_sample_at)  # back in line: its interval holds
                 continue
             return rec, b"sample_infohashes"
-        # 3. Walk on: find_node to a node that answered and was not asked for nodes lately.
-        return self._discovery(now)
+        return None
 
     def _discovery(self, now: float) -> tuple[NodeRecord, bytes] | None:
         walk = self._walk

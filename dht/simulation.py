@@ -154,6 +154,16 @@ class SimNetwork:
             self._after(node)
         return True
 
+    # A driver of several cores under one scheduler (``crawl.simulation``) steps the network
+    # itself: it commands cores directly, then has their output collected.
+    def poll(self, node: SimNode) -> None:
+        """Collect what ``node``'s core wants to send, its events and its next timer."""
+        self._after(node)
+
+    def next_due(self) -> float | None:
+        """When the next datagram or timer is due (None: nothing is scheduled)."""
+        return self._heap[0][0] if self._heap else None
+
     def run_until(self, t: float) -> None:
         heap = self._heap
         while heap and heap[0][0] <= t:

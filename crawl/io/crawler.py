@@ -1,16 +1,16 @@
-"""The crawl on asyncio: ``dht.Node`` sockets carrying out a ``CrawlScheduler``'s queries.
+"""The crawl on asyncio: UDP sockets, the loop clock and the database around a ``CrawlEngine``.
 
-``Crawler`` owns one or more DHT nodes (``ids``: distinct node ids on consecutive ports, to
-observe more of the keyspace) that answer queries like any node (not read-only: other nodes
-put us in their tables and send us their get_peers and announce_peer, which we record, BEP
-5). It sends what the scheduler picks, feeds answers back, writes what it learns to a
-``CrawlStore``, and optionally resolves metadata (BEP 9) of new info-hashes with bounded
-concurrency through ``magnet.io.resolve.resolve`` over its own node. No protocol decisions live
-here; this module moves queries and keeps time.
+``Crawler`` binds one socket per engine endpoint (``ids`` node ids on consecutive ports,
+each in IPv4, IPv6 or both on the same port), feeds every datagram to the engine with
+``loop.time()``, sends what the engine wants sent, keeps its single timer armed with
+``loop.call_at``, and writes the engine's records to a ``CrawlStore``. With ``metadata``
+it resolves new info-hashes (BEP 9) with bounded concurrency: a get_peers lookup through
+the engine (``find_peers``), then ``magnet.io.resolve.resolve`` on the peers found. It
+prints nothing: health summaries and progress go to callbacks. No protocol decisions live
+here; this module moves datagrams, keeps time and stores.
 
-The nodes' cores never walk the DHT on their own (bucket refresh is off, and no core lookup
-is started except by metadata resolution), so every query to an address learned from the
-DHT passes the crawl's address policy (``dht.addresses.AddressPolicy``).
+``run`` is the library call behind ``magnetar crawl``: open the database, crawl until a
+duration passes or SIGINT/SIGTERM, close.
 """
 
 from __future__ import annotations
@@ -20,32 +20,43 @@ import contextlib
 import logging
 import math
 import random
+import signal
 import socket
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from crawl.engine import CrawlEngine, spread_ids
+from crawl.events import (
+    CrawlStalled,
+    HashObserved,
+    NodeAnswered,
+    PeersLookedUp,
+    SamplesReceived,
+)
 from crawl.health import Counters, HealthMeter
 from crawl.io.store import CrawlStore, FileRow, NodeRow
-from crawl.scheduler import (
-    CrawlQuery,
-    CrawlScheduler,
-    CrawlStats,
-    NodeRecord,
-    SchedulerConfig,
-    Support,
-)
-from dht.addresses import AddressClass, AddressPolicy, classify
-from dht.events import DhtEvent, InfoHashSeen
-from dht.io.node import DhtQueryError, Node
+from crawl.scheduler import CrawlStats, SchedulerConfig
+from dht.addresses import AddressPolicy, format_hostport
+from dht.io.node import ANSWER_FOOTPRINT_BYTES, MIN_PENDING, RECEIVE_BUFFER_BYTES
 from dht.protocol import DhtConfig
-from dht.wire import Addr, Response
+from dht.wire import Addr
 
-__all__ = ["CrawlConfig", "CrawlError", "CrawlReport", "Crawler", "spread_ids"]
+__all__ = [
+    "CrawlConfig",
+    "CrawlError",
+    "CrawlReport",
+    "Crawler",
+    "DatabaseError",
+    "run",
+    "spread_ids",
+]
 
 log = logging.getLogger("crawl")
 
-TICK_S = 0.25  # housekeeping: flushes, progress, health, start-up check
+TICK_S = 0.25  # housekeeping: flushes, progress, health
 
 
 @dataclass(slots=True)
@@ -69,7 +80,11 @@ class CrawlConfig:
 
 
 class CrawlError(Exception):
-    """The crawl could not run (nothing resolved, nobody answered); one line why."""
+    """The crawl could not run (nothing resolved, nobody answered, cannot bind); one line."""
+
+
+class DatabaseError(CrawlError):
+    """The database could not be opened (bad input rather than a failed crawl)."""
 
 
 @dataclass(slots=True)
@@ -79,10 +94,26 @@ class CrawlReport:
     health: dict[str, object]
 
 
-def spread_ids(count: int, rng: random.Random) -> list[bytes]:
-    """``count`` node ids, one in each of ``count`` equal slices of the keyspace."""
-    span = (1 << 160) // count
-    return [(i * span + rng.randrange(span)).to_bytes(20, "big") for i in range(count)]
+class _Socket(asyncio.DatagramProtocol):
+    """One endpoint's UDP socket: datagrams in go to the engine through the crawler."""
+
+    def __init__(self, crawler: Crawler, endpoint: int) -> None:
+        self.crawler = crawler
+        self.endpoint = endpoint
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def itself(self) -> _Socket:
+        return self
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.crawler._received(self.endpoint, data, (addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like: the query will time out; nothing else to do.
+        self.crawler.send_errors += 1
 
 
 class Crawler:
@@ -106,21 +137,24 @@ class Crawler:
             if config.allow_private
             else AddressPolicy.for_bind(config.host)
         )
-        self.nodes: list[Node] = []
-        self.scheduler: CrawlScheduler | None = None
-        self._families: set[int] = set()
-        self._own_ports: set[int] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._workers: list[asyncio.Task[None]] = []
-        self._wake = asyncio.Event()
-        self._meta_queue: asyncio.Queue[tuple[bytes, Addr | None]] = asyncio.Queue(
-            max(1, config.metadata_queue)
-        )
-        self.passive = 0
+        self.engine: CrawlEngine | None = None
+        self.sockets: list[_Socket] = []
+        self.send_errors = 0
         self.metadata_ok = 0
         self.metadata_failed = 0
         self.metadata_skipped = 0  # queue full
-        self._seeds: list[Addr] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._flush_soon = False
+        self._closed = False  # after shutdown: late callbacks find nothing to do
+        self._failure: str | None = None
+        self._wake = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._meta_queue: asyncio.Queue[tuple[bytes, Addr | None]] = asyncio.Queue(
+            max(1, config.metadata_queue)
+        )
+        self._peer_waits: dict[int, asyncio.Future[PeersLookedUp]] = {}
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -132,32 +166,27 @@ class Crawler:
         started = loop.time()
         try:
             await self._start()
-            sched = self.scheduler
-            assert sched is not None
             meter = HealthMeter(loop.time(), self.counters())
             next_health = loop.time() + self.config.stats_interval_s
-            next_tick = loop.time()
             end = math.inf if duration is None else started + duration
-            health: dict[str, object] = {}
             while True:
                 now = loop.time()
+                if self._failure is not None:
+                    raise CrawlError(self._failure)
                 if now >= end or (stop is not None and stop.is_set()):
                     break
-                while (q := sched.next_query(now)) is not None:
-                    self._send(q)
-                if now >= next_tick:
-                    next_tick = now + TICK_S
-                    self._housekeeping(now, started)
-                    if now >= next_health:
-                        next_health = now + self.config.stats_interval_s
-                        health = meter.summary(now, self.counters(), extra=self._extra())
-                        if self.on_health is not None:
-                            self.on_health(health)
-                timer = sched.get_timer(now)
-                wake_at = min(end, next_tick, timer if timer is not None else math.inf)
+                self.store.maybe_flush(now)
+                if self.on_progress is not None:
+                    self.on_progress(self.progress(now - started))
+                if now >= next_health:
+                    next_health = now + self.config.stats_interval_s
+                    health = meter.summary(now, self.counters(), extra=self._extra())
+                    if self.on_health is not None:
+                        self.on_health(health)
                 self._wake.clear()
+                wait = max(0.0, min(end, now + TICK_S) - loop.time())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, wake_at - loop.time()))
+                    await asyncio.wait_for(self._wake.wait(), wait)
             now = loop.time()
             health = meter.summary(now, self.counters(), extra=self._extra())
             return CrawlReport(now - started, self.counters(), health)
@@ -168,40 +197,53 @@ class Crawler:
         from dht.io.routers import DEFAULT_ROUTERS, resolve_routers
 
         cfg = self.config
-        loop = asyncio.get_running_loop()
-        ids = spread_ids(cfg.ids, self.rng)
-        dht_config = DhtConfig(
-            observe=True,
-            refresh_s=math.inf,  # the crawl walks the DHT itself, through its address policy
-            query_timeout_s=cfg.query_timeout_s,
-            sample_interval_s=cfg.sample_interval_s,
-        )
-        for i, node_id in enumerate(ids):
-            port = cfg.port + i if cfg.port else 0
-            node = Node(
-                cfg.host,
-                port,
-                node_id=node_id,
-                config=dht_config,
-                bootstrap_routers=cfg.bootstrap if cfg.bootstrap is not None else DEFAULT_ROUTERS,
-            )
-            await node.start()
-            node.add_listener(self._on_event)
-            self.nodes.append(node)
-            self._own_ports.update(a[1] for a in node.addrs)
-        self._families = {4 if ":" not in a[0] else 6 for n in self.nodes for a in n.addrs}
-        self.scheduler = CrawlScheduler(
-            ids, rng=self.rng, now=loop.time(), config=cfg.schedule, accept=self._accept
-        )
+        loop = self._loop = asyncio.get_running_loop()
         routers = tuple(cfg.bootstrap) if cfg.bootstrap is not None else DEFAULT_ROUTERS
+        # BEP 32: a node bound to "::" is in both DHTs, one socket (and core) per family.
+        binds = [(6, "::"), (4, "0.0.0.0")] if cfg.host == "::" else [(_family(cfg.host), cfg.host)]
+        socks: list[socket.socket] = []
+        try:
+            for via in range(cfg.ids):
+                port = cfg.port + via if cfg.port else 0
+                for family, host in binds:
+                    sock = _bind(family, host, port)
+                    socks.append(sock)
+                    port = port or int(sock.getsockname()[1])  # both families on one port
+            dht = DhtConfig(
+                query_timeout_s=cfg.query_timeout_s,
+                sample_interval_s=cfg.sample_interval_s,
+                address_policy=AddressPolicy.for_network(cfg.host, routers),
+                max_pending=min(DhtConfig().max_pending, _fits(socks)),
+            )
+            engine = self.engine = CrawlEngine(
+                spread_ids(cfg.ids, self.rng),
+                rng=self.rng,
+                now=loop.time(),
+                families=[family for family, _ in binds],
+                schedule=cfg.schedule,
+                dht=dht,
+                accept=self.policy.acceptable,
+                startup_timeout_s=cfg.startup_timeout_s,
+            )
+            for i, sock in enumerate(socks):
+                endpoint = _Socket(self, i)
+                await loop.create_datagram_endpoint(endpoint.itself, sock=sock)
+                self.sockets.append(endpoint)
+                name = sock.getsockname()
+                engine.set_local((str(name[0]), int(name[1])))
+        except OSError as exc:
+            for sock in socks:
+                sock.close()
+            where = format_hostport((cfg.host, cfg.port))
+            raise CrawlError(f"cannot bind {where}: {exc.strerror or exc}") from None
         seeds: list[Addr] = []
-        for family in sorted(self._families):
+        for family, _ in binds:
             af = socket.AF_INET6 if family == 6 else socket.AF_INET
             seeds += await resolve_routers(routers, family=af)
         if not seeds:
             raise CrawlError(f"none of the {len(routers)} bootstrap nodes resolved")
-        self._seeds = seeds
-        self.scheduler.add_seeds(seeds, loop.time())
+        engine.add_seeds(seeds, loop.time())
+        self._flush()
         if cfg.metadata:
             self._workers = [
                 asyncio.create_task(self._metadata_worker())
@@ -209,100 +251,122 @@ class Crawler:
             ]
 
     async def _shutdown(self) -> None:
-        tasks = [*self._tasks, *self._workers]
-        for task in tasks:
+        self._closed = True
+        for task in self._workers:
             task.cancel()
-        for task in tasks:
+        for task in self._workers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for node in self.nodes:
-            node.close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for s in self.sockets:
+            if s.transport is not None:
+                s.transport.close()
+                s.transport = None
+        for fut in self._peer_waits.values():
+            fut.cancel()
         self.store.flush()
 
-    # --- queries -----------------------------------------------------------------------------
+    # --- datagrams and the timer -------------------------------------------------------------
 
-    def _accept(self, addr: Addr) -> bool:
-        family = 6 if ":" in addr[0] else 4
-        return family in self._families and self.policy.acceptable(addr)
-
-    def _send(self, q: CrawlQuery) -> None:
-        task = asyncio.create_task(self._query(q))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _query(self, q: CrawlQuery) -> None:
-        sched = self.scheduler
-        assert sched is not None
-        node = self.nodes[q.via]
-        loop = asyncio.get_running_loop()
-        try:
-            resp = await node.query(q.addr, q.method, {b"target": q.target})
-        except DhtQueryError as exc:
-            sched.on_failure(q.qid, loop.time(), exc.reason)
-            self._note_node(q.addr)
-        else:
-            self._on_response(q, resp, loop.time())
-        self._wake.set()
-
-    def _on_response(self, q: CrawlQuery, resp: Response, now: float) -> None:
-        sched = self.scheduler
-        assert sched is not None
-        r = resp.values
-        raw = r.get(b"samples")
-        samples: bytes | None
-        if raw is None:
-            samples = None
-        elif isinstance(raw, bytes):
-            samples = raw
-        else:
-            samples = b"\0"  # present but not a string: malformed
-        nodes = resp.nodes + resp.nodes6 if 6 in self._families else resp.nodes
-        hashes = sched.on_reply(
-            q.qid,
-            now,
-            node_id=resp.id,
-            nodes=nodes,
-            samples=samples,
-            num=r.get(b"num"),
-            interval=r.get(b"interval"),
-        )
-        if hashes:
-            wall = time.time()
-            new = 0
-            for h in hashes:
-                if self.store.record_hash(h, wall, "sample", q.addr, resp.id):
-                    new += 1
-                    self._want_metadata(h, None)
-            sched.sampled_yield(q.addr, new, now)
-        self._note_node(q.addr)
-
-    def _note_node(self, addr: Addr) -> None:
-        sched = self.scheduler
-        assert sched is not None
-        rec = sched.nodes.get(addr)
-        if rec is None or rec.last_reply is None:
+    def _received(self, endpoint: int, data: bytes, addr: Addr) -> None:
+        engine, loop = self.engine, self._loop
+        if self._closed or engine is None or loop is None:
             return
-        self.store.record_node(_node_row(rec))
+        engine.receive_datagram(endpoint, data, addr, loop.time())
+        # Once per burst (the loop reads many datagrams per wake-up), not once per datagram.
+        if not self._flush_soon:
+            self._flush_soon = True
+            loop.call_soon(self._flush)
 
-    # --- passive observation (BEP 5 queries to our nodes) ------------------------------------
-
-    def _on_event(self, event: DhtEvent) -> None:
-        if type(event) is not InfoHashSeen:
+    def _flush(self) -> None:
+        """Send what the engine wants sent, store what it learned, re-arm its timer."""
+        self._flush_soon = False
+        engine, loop = self.engine, self._loop
+        if self._closed or engine is None or loop is None:
             return
-        addr = event.addr
-        if addr[1] in self._own_ports and (
-            addr[0] == self.config.host or classify(addr[0]) is AddressClass.LOOPBACK
-        ):
-            return  # one of our own nodes (metadata lookups): not a sighting
-        self.passive += 1
-        new = self.store.record_hash(
-            event.info_hash, time.time(), event.method, addr, None, event.peer
+        sockets = self.sockets
+        for endpoint, data, dst in engine.datagrams_to_send(loop.time()):
+            transport = sockets[endpoint].transport if endpoint < len(sockets) else None
+            if transport is None:
+                continue
+            try:
+                transport.sendto(data, dst)
+            except (OSError, ValueError):
+                self.send_errors += 1
+        self._take_events()
+        deadline = engine.get_timer()
+        if deadline is not None and deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        engine, loop = self.engine, self._loop
+        if self._closed or engine is None or loop is None:
+            return
+        # The loop may wake a hair early: time never runs backwards for the engine.
+        now = max(self._timer_at, loop.time())
+        self._timer = None
+        self._timer_at = math.inf
+        engine.handle_timer(now)
+        self._flush()
+
+    # --- what the engine learned -------------------------------------------------------------
+
+    def _take_events(self) -> None:
+        engine, loop = self.engine, self._loop
+        assert engine is not None and loop is not None
+        store = self.store
+        event = engine.next_event()
+        while event is not None:
+            if isinstance(event, SamplesReceived):
+                wall = time.time()
+                new = 0
+                for h in event.hashes:
+                    if store.record_hash(h, wall, "sample", event.addr, event.node_id):
+                        new += 1
+                        self._want_metadata(h, None)
+                engine.sampled_yield(event.addr, new, loop.time())
+            elif isinstance(event, HashObserved):
+                peer = event.peer
+                if store.record_hash(
+                    event.info_hash, time.time(), event.method, event.addr, None, peer
+                ):
+                    ok = peer is not None and self.policy.acceptable(peer)
+                    self._want_metadata(event.info_hash, peer if ok else None)
+            elif isinstance(event, NodeAnswered):
+                store.record_node(self._node_row(event))
+            elif isinstance(event, PeersLookedUp):
+                fut = self._peer_waits.pop(event.lookup, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(event)
+            elif isinstance(event, CrawlStalled):
+                self._failure = event.reason
+                self._wake.set()
+            event = engine.next_event()
+
+    def _node_row(self, ev: NodeAnswered) -> NodeRow:
+        return NodeRow(
+            addr=ev.addr,
+            node_id=ev.node_id,
+            first_seen=self._wall(ev.first_seen),
+            last_seen=self._wall(ev.last_seen),
+            bep51=ev.bep51,
+            num=ev.num,
+            interval=ev.interval,
+            samples=ev.samples,
+            new_hashes=ev.new_hashes,
+            queries=ev.queries,
+            replies=ev.replies,
         )
-        if self.scheduler is not None:
-            self.scheduler.queried_by(addr, asyncio.get_running_loop().time())
-        if new:
-            peer = event.peer if event.peer and self.policy.acceptable(event.peer) else None
-            self._want_metadata(event.info_hash, peer)
+
+    def _wall(self, loop_time: float) -> float:
+        """A loop-clock time as Unix time (the two clocks run at the same rate)."""
+        assert self._loop is not None
+        return time.time() - (self._loop.time() - loop_time)
 
     # --- metadata ----------------------------------------------------------------------------
 
@@ -314,25 +378,46 @@ class Crawler:
         except asyncio.QueueFull:
             self.metadata_skipped += 1
 
+    async def _find_peers(self, info_hash: bytes, timeout: float) -> PeersLookedUp | None:
+        engine, loop = self.engine, self._loop
+        assert engine is not None and loop is not None
+        fut: asyncio.Future[PeersLookedUp] = loop.create_future()
+        handle = engine.find_peers(info_hash, loop.time())
+        self._peer_waits[handle] = fut
+        self._flush()
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            self._peer_waits.pop(handle, None)
+            engine.cancel_peers(handle)
+            return None
+
     async def _metadata_worker(self) -> None:
         from magnet.io.resolve import ResolveError, resolve
-        from magnet.uri import MagnetLink
+        from magnet.uri import MagnetError, MagnetLink
 
         cfg = self.config
+        loop = asyncio.get_running_loop()
         while True:
             info_hash, peer = await self._meta_queue.get()
-            link = MagnetLink(btih=info_hash, peers=(peer,) if peer else ())
+            deadline = loop.time() + cfg.metadata_timeout_s
+            found = await self._find_peers(info_hash, cfg.metadata_timeout_s)
+            known = [peer] if peer else []  # the announced peer, if any, goes first
+            peers = list(dict.fromkeys([*known, *(found.peers if found else [])]))
             try:
+                if not peers:
+                    raise ResolveError(_no_peers(found, cfg.metadata_timeout_s), "no-peers")
                 result = await resolve(
-                    link,
-                    node=self.nodes[0],
-                    timeout=cfg.metadata_timeout_s,
+                    MagnetLink(btih=info_hash, peers=tuple(peers)),
+                    timeout=max(0.5, deadline - loop.time()),
+                    use_dht=False,  # the peers were just looked up through our own nodes
                     use_trackers=False,
                     max_connections=cfg.metadata_connections,
                 )
-            except ResolveError as exc:
+            except (ResolveError, MagnetError) as exc:
                 self.metadata_failed += 1
-                self.store.record_metadata_failure(info_hash, time.time(), exc.reason)
+                reason = exc.reason if isinstance(exc, ResolveError) else str(exc)
+                self.store.record_metadata_failure(info_hash, time.time(), reason)
                 continue
             meta = result.meta
             self.metadata_ok += 1
@@ -346,28 +431,19 @@ class Crawler:
                 peer=result.peer,
             )
 
-    # --- bookkeeping -------------------------------------------------------------------------
+    # --- numbers -----------------------------------------------------------------------------
 
-    def _housekeeping(self, now: float, started: float) -> None:
-        sched = self.scheduler
-        assert sched is not None
-        self.store.maybe_flush(now)
-        st = sched.stats
-        answered = st.replies + sum(v for k, v in st.failures.items() if k.startswith("error"))
-        if not answered and now - started >= self.config.startup_timeout_s:
-            raise CrawlError(
-                f"no DHT node answered within {self.config.startup_timeout_s:g} s "
-                f"({len(self._seeds)} bootstrap addresses, {st.sent} queries sent)"
-            )
-        if not answered:
-            sched.reseed(self._seeds, now)
-        if self.on_progress is not None:
-            self.on_progress(self.progress(now - started))
+    @property
+    def stats(self) -> CrawlStats:
+        return self.engine.stats if self.engine is not None else CrawlStats()
+
+    @property
+    def passive(self) -> int:
+        return self.engine.passive if self.engine is not None else 0
 
     def counters(self) -> Counters:
-        sched = self.scheduler
         return Counters.of(
-            sched.stats if sched is not None else CrawlStats(),
+            self.stats,
             unique=self.store.new_hashes,
             passive=self.passive,
             metadata_ok=self.metadata_ok,
@@ -375,46 +451,107 @@ class Crawler:
         )
 
     def _extra(self) -> dict[str, int]:
-        sched = self.scheduler
-        extra = dict(sched.snapshot()) if sched is not None else {}
+        extra = dict(self.engine.snapshot()) if self.engine is not None else {}
         extra["metadata_queued"] = self._meta_queue.qsize()
         extra["metadata_skipped"] = self.metadata_skipped
         return extra
 
     def progress(self, elapsed: float) -> dict[str, object]:
         """A snapshot for progress displays."""
-        sched = self.scheduler
-        st = sched.stats if sched is not None else None
+        st = self.stats
         return {
             "elapsed_s": elapsed,
-            "nodes_met": st.nodes_met if st else 0,
-            "sent": st.sent if st else 0,
-            "replies": st.replies if st else 0,
-            "bep51_nodes": st.bep51_yes if st else 0,
-            "samples": st.samples if st else 0,
+            "nodes_met": st.nodes_met,
+            "sent": st.sent,
+            "replies": st.replies,
+            "bep51_nodes": st.bep51_yes,
+            "samples": st.samples,
             "unique": self.store.new_hashes,
             "passive": self.passive,
             "metadata": self.metadata_ok,
-            "rate": (st.sent / elapsed) if st and elapsed > 0 else 0.0,
+            "rate": (st.sent / elapsed) if elapsed > 0 else 0.0,
         }
 
 
-def _node_row(rec: NodeRecord) -> NodeRow:
-    return NodeRow(
-        addr=rec.addr,
-        node_id=rec.node_id,
-        first_seen=_wall(rec.first_seen),
-        last_seen=_wall(rec.last_reply if rec.last_reply is not None else rec.first_seen),
-        bep51=None if rec.support == Support.UNKNOWN else rec.support == Support.YES,
-        num=rec.num,
-        interval=rec.interval,
-        samples=rec.samples,
-        new_hashes=rec.new_hashes,
-        queries=rec.queries,
-        replies=rec.replies,
+def _no_peers(found: PeersLookedUp | None, timeout: float) -> str:
+    if found is None:
+        return f"no peers: the DHT lookup did not finish in {timeout:g} s"
+    if not found.replied:
+        return "no peers: no DHT node answered"
+    return (
+        f"no peers: {found.replied} of {found.queried} DHT nodes answered, "
+        "none knows peers for this info-hash"
     )
 
 
-def _wall(loop_time: float) -> float:
-    """A loop-clock time as Unix time (the two clocks run at the same rate)."""
-    return time.time() - (asyncio.get_running_loop().time() - loop_time)
+def _family(host: str) -> int:
+    return 6 if ":" in host else 4
+
+
+def _bind(family: int, host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+        except OSError as exc:
+            log.debug("cannot set SO_RCVBUF to %d: %s", RECEIVE_BUFFER_BYTES, exc)
+        if family == 6:
+            # IPv6 only: the IPv4 DHT has its own socket (and core) on the same port.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setblocking(False)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _fits(socks: Sequence[socket.socket]) -> int:
+    """Queries out at most per core: what the smallest receive buffer holds answers for
+    (answers beyond it are dropped by the kernel, and their queries wait out timeouts)."""
+    granted = []
+    for sock in socks:
+        with contextlib.suppress(OSError):
+            granted.append(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    if not granted:
+        return DhtConfig().max_pending
+    return max(MIN_PENDING, min(granted) // ANSWER_FOOTPRINT_BYTES)
+
+
+def run(
+    db: str,
+    config: CrawlConfig,
+    *,
+    duration: float | None = None,
+    on_health: Callable[[dict[str, object]], None] | None = None,
+    on_progress: Callable[[dict[str, object]], None] | None = None,
+) -> CrawlReport:
+    """Crawl into the database ``db`` until ``duration`` seconds pass or SIGINT/SIGTERM.
+
+    Raises ``DatabaseError`` when ``db`` cannot be opened, ``CrawlError`` when the crawl
+    cannot run (cannot bind, no bootstrap node resolved or answered); both say why in one
+    line.
+    """
+    from dht.io.node import run as run_loop
+
+    try:
+        store = CrawlStore(db)
+    except (sqlite3.Error, OSError) as exc:
+        raise DatabaseError(f"cannot open database {db}: {exc}") from None
+
+    async def main() -> CrawlReport:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or no signals here: only the duration stops it
+        crawler = Crawler(config, store, on_health=on_health, on_progress=on_progress)
+        return await crawler.run(duration=duration, stop=stop)
+
+    try:
+        report: CrawlReport = run_loop(main())
+        return report
+    finally:
+        store.close()

@@ -122,20 +122,12 @@ def crawl(
 
 
 def _run_crawl(db: str, config: Any, duration: float | None, json_out: bool) -> int:
-    import asyncio
     import json
-    import signal
-    import sqlite3
 
+    from crawl import run
     from crawl.health import format_health
-    from crawl.io.crawler import Crawler, CrawlError
-    from crawl.io.store import CrawlStore
-    from dht.io.node import run
+    from crawl.io.crawler import CrawlError, DatabaseError
 
-    try:
-        store = CrawlStore(db)
-    except (sqlite3.Error, OSError) as exc:
-        fail(f"cannot open database {db}: {exc}")
     display = _Display(json_out)
 
     def on_health(h: dict[str, object]) -> None:
@@ -144,43 +136,25 @@ def _run_crawl(db: str, config: Any, duration: float | None, json_out: bool) -> 
         else:
             display.note(format_health(h))
 
-    async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):
-                pass
-        crawler = Crawler(config, store, on_health=on_health, on_progress=display.update)
-        try:
-            report = await crawler.run(duration=duration, stop=stop)
-        except CrawlError as exc:
-            display.stop()
-            typer.echo(f"magnetar: {exc}", err=True)
-            return EXIT_NOT_FOUND
-        except OSError as exc:
-            display.stop()
-            typer.echo(
-                f"magnetar: cannot bind {config.host}:{config.port}: {exc.strerror or exc}",
-                err=True,
-            )
-            return EXIT_NOT_FOUND
-        display.stop()
-        final = dict(report.health)
-        final["done"] = True
-        final["db"] = db
-        if json_out:
-            typer.echo(json.dumps(final))
-        else:
-            typer.echo(format_health(final) + f"; database {db}", err=True)
-        return 0
-
     try:
-        return int(run(main()))
+        report = run(db, config, duration=duration, on_health=on_health, on_progress=display.update)
+    except DatabaseError as exc:
+        display.stop()
+        fail(str(exc))
+    except CrawlError as exc:
+        display.stop()
+        typer.echo(f"magnetar: {exc}", err=True)
+        return EXIT_NOT_FOUND
     finally:
         display.stop()
-        store.close()
+    final = dict(report.health)
+    final["done"] = True
+    final["db"] = db
+    if json_out:
+        typer.echo(json.dumps(final))
+    else:
+        typer.echo(format_health(final) + f"; database {db}", err=True)
+    return 0
 
 
 class _Display:

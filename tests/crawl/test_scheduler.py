@@ -93,6 +93,26 @@ def test_interval_is_honoured_and_num_decides_revisits() -> None:
     assert [q.addr for q in drain(s, 1001.0) if q.method == b"sample_infohashes"] == [addr(2)]
 
 
+def test_new_nodes_are_asked_even_while_revisits_are_always_due() -> None:
+    # One query at a time, and a node due again the moment it answers (interval 0): new
+    # nodes must still get their turn, and the busy node its revisits.
+    s = sched(max_in_flight=1, min_revisit_s=0.0)
+    s.add_seeds([addr(1)], 0.0)
+    asked = []
+    now = 0.0
+    for i in range(10):
+        (q,) = drain(s, now)
+        asked.append(q.addr)
+        named = [contact(10 + i)] if q.addr == addr(1) else []
+        s.on_reply(
+            q.qid, now, node_id=b"\x01" * 20, nodes=named, samples=b"a" * 20, num=9, interval=0
+        )
+        s.sampled_yield(q.addr, 1, now)
+        now += 0.1
+    assert asked.count(addr(1)) >= 4  # revisited at its interval all along
+    assert len(set(asked)) >= 5  # and the nodes it named were met in between
+
+
 def test_a_drained_node_waits_for_idle_revisit() -> None:
     s = sched(min_revisit_s=0.0, idle_revisit_s=500.0, drained_after=2, find_interval_s=1e9)
     s.add_seeds([addr(1)], 0.0)
