@@ -266,7 +266,7 @@ class LookupManager:
     ) -> None:
         host = self.host
         lookup = t.lookup
-        nodes = host.usable_nodes(msg)
+        nodes = self._usable_nodes(msg)
         if trusted:
             # Nodes a reply mentions may fill buckets with room (BEP 5).
             host.maintenance.heard_about(nodes, now)
@@ -279,6 +279,15 @@ class LookupManager:
             lookup.on_reply(cand, msg.id, nodes)
             lookup.on_failure(cand, final=True)
         self.advance(t, now)
+
+    def _usable_nodes(self, msg: Response) -> tuple[NodeContact, ...]:
+        """The nodes a reply tells us about, of our family, minus those we must not contact."""
+        host = self.host
+        nodes = msg.nodes if host.family == 4 else msg.nodes6
+        policy = host.policy
+        if policy is None or not nodes:
+            return nodes
+        return tuple(n for n in nodes if policy.acceptable(n.addr))
 
     def pump(self, now: float) -> None:
         """Resume queued traversals while there is room to send."""

@@ -35,7 +35,7 @@ from dht.lookups import Announce, FindNode, GetPeers, LookupManager
 from dht.maintenance import Bootstrap, Maintenance
 from dht.pool import NodePool
 from dht.queries import QueryAnswerer, QueryRefusedError
-from dht.ratelimit import SourceRateLimiter, TokenBucket
+from dht.ratelimit import QueryAdmission, TokenBucket
 from dht.requests import UserRequest
 from dht.routing import RoutingTable
 from dht.storage import PeerStore
@@ -104,38 +104,26 @@ class DhtProtocol:
         # skip get_timer() after datagrams that only got answered.
         self.timer_version = 0
         # The units this core dispatches to.
-        self.answers = QueryAnswerer(
-            self,
-            config=cfg,
-            tokens=self.tokens,
-            storage=self.storage,
-            pool=self.pool,
-            rng=rng,
-            events=self._events,
-        )
+        self.answers = QueryAnswerer(self, events=self._events)
         self._handlers = self.answers.handlers
         self.lookups = LookupManager(self, config=cfg, tx=self._tx, events=self._events)
         self.maintenance = Maintenance(self, config=cfg, tx=self._tx, lookups=self.lookups, now=now)
         self.bootstrapper = Bootstrap(self, config=cfg, lookups=self.lookups, events=self._events)
         self.lookups.on_finished = self.bootstrapper.lookup_finished
-        # Rate limits (0: none): per source IP and in all for queries we answer, in all for
-        # queries we send.
-        self._limiter = (
-            SourceRateLimiter(cfg.rate_per_ip, max(1.0, cfg.rate_burst), cfg.max_sources)
-            if cfg.rate_per_ip > 0
-            else None
+        # Rate limits (0: none): on the queries we answer, and on those we send.
+        self._admission = QueryAdmission(
+            rate_per_ip=cfg.rate_per_ip,
+            burst=cfg.rate_burst,
+            max_sources=cfg.max_sources,
+            max_rate=cfg.max_query_rate,
+            now=now,
         )
-        self._in_bucket = (
-            TokenBucket(cfg.max_query_rate, max(1.0, cfg.max_query_rate), now=now)
-            if cfg.max_query_rate > 0
-            else None
-        )
+        self._limited = self._admission.enabled
         self._out_bucket = (
             TokenBucket(cfg.max_out_rate, max(1.0, cfg.max_out_rate / 4), now=now)
             if cfg.max_out_rate > 0
             else None
         )
-        self._limited = self._limiter is not None or self._in_bucket is not None
         self._throttled_until: float | None = None  # out of sending budget until then
 
     # --- the sans-IO surface ------------------------------------------------------------------
@@ -185,8 +173,11 @@ class DhtProtocol:
         # Limits apply to queries only (every canonical query ends with its "y": "q"), so
         # answers to our own lookups are never dropped; checked before decoding, as cheap as
         # dropping gets. Queries from this host (testnets, local tools) are not limited.
-        if self._limited and data.endswith(b"1:y1:qe") and not self._admit(addr[0], now):
-            return
+        if self._limited and data.endswith(b"1:y1:qe"):
+            refused = self._admission.refuse(addr[0], now)
+            if refused is not None:
+                stats.drop(refused)
+                return
         try:
             msg = decode(data)
         except KrpcDecodeError as exc:
@@ -328,17 +319,6 @@ class DhtProtocol:
 
     # --- answering queries (the hot path) -----------------------------------------------------
 
-    def _admit(self, ip: str, now: float) -> bool:
-        if ip.startswith("127.") or ip == "::1":
-            return True
-        if self._limiter is not None and not self._limiter.allow(ip, now):
-            self.stats.drop("rate limited")
-            return False
-        if self._in_bucket is not None and not self._in_bucket.take(now):
-            self.stats.drop("over the global query rate")
-            return False
-        return True
-
     def _on_query(self, q: Query, addr: Addr, now: float) -> None:
         stats = self.stats
         cfg = self.config
@@ -412,14 +392,6 @@ class DhtProtocol:
     def _failed(self, p: Pending, reason: str, now: float) -> None:
         p.owner.on_failure(p, reason, now)
         self.lookups.pump(now)
-
-    def usable_nodes(self, msg: Response) -> tuple[NodeContact, ...]:
-        """The nodes a reply tells us about, of our family, minus those we must not contact."""
-        nodes = msg.nodes if self.family == 4 else msg.nodes6
-        policy = self.policy
-        if policy is None or not nodes:
-            return nodes
-        return tuple(n for n in nodes if policy.acceptable(n.addr))
 
     def _external_vote(self, voter_ip: str, seen_ip: str, now: float) -> None:
         """BEP 42: nodes tell us the address they see; a change agreed on may change our id."""

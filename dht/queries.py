@@ -14,16 +14,11 @@ layers or copies (``routing.closest_compact`` keeps ready-made answers).
 
 from __future__ import annotations
 
-import random
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from dht.config import DhtConfig
 from dht.events import DhtEvent, InfoHashSeen
-from dht.pool import NodePool
-from dht.storage import PeerStore
-from dht.tokens import TokenIssuer
 from dht.wire import ERROR_PROTOCOL, Addr, Query
 
 if TYPE_CHECKING:
@@ -47,23 +42,14 @@ class QueryAnswerer:
     """Builds the answers of one core. ``host`` is the core itself: the node id and the
     routing table are read from it on each answer, since a BEP 42 id change replaces both."""
 
-    def __init__(
-        self,
-        host: DhtProtocol,
-        *,
-        config: DhtConfig,
-        tokens: TokenIssuer,
-        storage: PeerStore,
-        pool: NodePool | None,
-        rng: random.Random,
-        events: deque[DhtEvent],
-    ) -> None:
+    def __init__(self, host: DhtProtocol, *, events: deque[DhtEvent]) -> None:
         self.host = host
-        self.config = config
-        self.tokens = tokens
-        self.storage = storage
-        self.pool = pool
-        self.rng = rng
+        # Parts of the core that stay the same object for its lifetime, kept at hand.
+        self.config = host.config
+        self.tokens = host.tokens
+        self.storage = host.storage
+        self.pool = host.pool
+        self.rng = host.rng
         self.events = events
         self.nodes_key = b"nodes" if host.family == 4 else b"nodes6"
         self.handlers: dict[bytes, Handler] = {

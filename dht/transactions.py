@@ -150,6 +150,3 @@ class Transactions:
         while heap and heap[0][2].done:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
-
-    def pending(self) -> list[Pending]:
-        return list(self._pending.values())
