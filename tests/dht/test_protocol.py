@@ -6,8 +6,9 @@ import bencode2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dht.config import DhtConfig
 from dht.events import LookupDone, PeersFound, QueryAnswered, QueryFailed
-from dht.protocol import DhtConfig, DhtProtocol
+from dht.protocol import DhtProtocol
 from dht.wire import KrpcError, Query, Response, decode, encode_query, pack_addr
 from tests.dht.pair import B_ADDR, CorePair
 
