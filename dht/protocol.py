@@ -448,14 +448,8 @@ class DhtProtocol:
         self.timer_version += 1
         full_args = dict(args)
         full_args[b"id"] = self.node_id
-        self._out.append(
-            (
-                encode_query(
-                    p.tid, method, full_args, version=cfg.version, read_only=cfg.read_only
-                ),
-                addr,
-            )
-        )
+        data = encode_query(p.tid, method, full_args, version=cfg.version, read_only=cfg.read_only)
+        self._out.append((data, addr))
         name = method.decode("ascii", "replace")
         self.stats.queries_out[name] = self.stats.queries_out.get(name, 0) + 1
         return p
