@@ -22,7 +22,7 @@ from dht.events import BootstrapStalled, DhtEvent
 from dht.ids import id_to_int, random_id_in_bucket
 from dht.lookups import FindNode, LookupManager, Refresh, Traversal
 from dht.routing import NodeEntry
-from dht.transactions import Pending, RequestOwner, Transactions
+from dht.transactions import Pending, RequestOwner
 from dht.wire import Addr, NodeContact, Response
 
 if TYPE_CHECKING:
@@ -56,13 +56,11 @@ class Maintenance:
         host: DhtProtocol,
         *,
         config: DhtConfig,
-        tx: Transactions,
         lookups: LookupManager,
         now: float,
     ) -> None:
         self.host = host
         self.config = config
-        self._tx = tx
         self._lookups = lookups
         self.next_at = now + config.maintenance_s
         self._last_expire = now
@@ -116,8 +114,9 @@ class Maintenance:
     def _ping_all(self, entries: Iterable[NodeEntry], budget: int, now: float) -> int:
         """Ping up to ``budget`` of ``entries`` not pinged yet; returns the budget left."""
         pinging = self._pinging
+        can_send = self.host.can_send
         for e in entries:
-            if budget <= 0 or self._tx.full:
+            if budget <= 0 or not can_send():
                 break
             if e.id not in pinging:
                 self._ping(e.id, e.addr, now, pinging)

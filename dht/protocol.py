@@ -107,7 +107,7 @@ class DhtProtocol:
         self.answers = QueryAnswerer(self, events=self._events)
         self._handlers = self.answers.handlers
         self.lookups = LookupManager(self, config=cfg, tx=self._tx, events=self._events)
-        self.maintenance = Maintenance(self, config=cfg, tx=self._tx, lookups=self.lookups, now=now)
+        self.maintenance = Maintenance(self, config=cfg, lookups=self.lookups, now=now)
         self.bootstrapper = Bootstrap(self, config=cfg, lookups=self.lookups, events=self._events)
         self.lookups.on_finished = self.bootstrapper.lookup_finished
         # Rate limits (0: none): on the queries we answer, and on those we send.
