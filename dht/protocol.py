@@ -59,11 +59,6 @@ from dht.wire import (
 # DhtConfig, Stats and VERSION live in dht.config; drivers and the CLI import them from here.
 __all__ = ["VERSION", "DhtConfig", "DhtProtocol", "Stats"]
 
-_METHOD_NAMES = {
-    m: m.decode()
-    for m in (b"ping", b"find_node", b"get_peers", b"announce_peer", b"sample_infohashes")
-}
-
 
 class DhtProtocol:
     def __init__(
@@ -105,7 +100,8 @@ class DhtProtocol:
         self.timer_version = 0
         # The units this core dispatches to.
         self.answers = QueryAnswerer(self, events=self._events)
-        self._handlers = self.answers.handlers
+        # Method -> (name it is counted under, handler): one dict lookup per query for both.
+        self._dispatch = {m: (m.decode(), h) for m, h in self.answers.handlers.items()}
         self.lookups = LookupManager(self, config=cfg, tx=self._tx, events=self._events)
         self.maintenance = Maintenance(self, config=cfg, lookups=self.lookups, now=now)
         self.bootstrapper = Bootstrap(self, config=cfg, lookups=self.lookups, events=self._events)
@@ -323,7 +319,8 @@ class DhtProtocol:
         stats = self.stats
         cfg = self.config
         method = q.method
-        name = _METHOD_NAMES.get(method, "other")
+        entry = self._dispatch.get(method)
+        name = "other" if entry is None else entry[0]
         stats.queries_in[name] = stats.queries_in.get(name, 0) + 1
         if cfg.read_only:
             stats.drop("read-only")
@@ -333,10 +330,10 @@ class DhtProtocol:
         except (OSError, ValueError):
             stats.drop("bad source address")
             return
-        handler = self._handlers.get(method)
-        if handler is None:
+        if entry is None:
             self._answer_error(q.t, ERROR_METHOD_UNKNOWN, "Method Unknown", ip, addr)
             return
+        handler = entry[1]
         try:
             r = handler(q, addr, now)
         except QueryRefusedError as exc:
