@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import bencode2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dht.config import DhtConfig
 from dht.events import DhtEvent, LookupDone, PeersFound
@@ -190,3 +192,38 @@ def test_traversals_are_told_apart_by_their_class_not_by_the_manager() -> None:
     ((q, dst),) = sent_queries(core, 0.0)
     assert q.method == b"find_node" and dst == SEEDS[0]
     assert core.lookups.running("phased") and not core.lookups.running("refresh")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["answer", "error", "silent"]), min_size=1, max_size=40))
+def test_every_lookup_ends_whatever_the_network_does(fates: list[str]) -> None:
+    # Each query meets the next fate in turn: answered (with a few more nodes to ask),
+    # answered with an error, or never answered. The lookup must end, before its deadline
+    # unless it is still waiting on silent nodes, and leave nothing pending behind.
+    core = make_core(max_pending=4)
+    rid = core.find_node(b"t" * 20, 0.0, seeds=SEEDS)
+    rng = random.Random(len(fates))
+    now, i = 0.0, 0
+    done: list[LookupDone] = []
+    while not done:
+        assert now <= core.config.lookup_timeout_s + core.config.maintenance_s
+        for q, dst in sent_queries(core, now):
+            fate = fates[i % len(fates)]
+            i += 1
+            if fate == "answer":
+                nodes = b"".join(
+                    rng.randbytes(20) + bytes([9, 5, rng.randrange(256), 1]) + b"\x1a\xe1"
+                    for _ in range(3)
+                )
+                r = {b"id": rng.randbytes(20), b"nodes": nodes}
+                data = bencode2.bencode({b"r": r, b"t": q.t, b"y": b"r"})
+            elif fate == "error":
+                data = bencode2.bencode({b"e": [201, b"no"], b"t": q.t, b"y": b"e"})
+            else:
+                continue
+            core.receive_datagram(data, dst, now + 0.05)
+        now += 0.1
+        core.handle_timer(now)
+        done = [e for e in events(core) if isinstance(e, LookupDone)]
+    assert [d.request_id for d in done] == [rid]
+    assert len(core.lookups) == 0 and core.status(now)["lookups"] == 0
