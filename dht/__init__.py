@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from dht.config import DhtConfig
     from dht.io.node import DhtQueryError, Node, PeerStream
-    from dht.protocol import DhtConfig, DhtProtocol
+    from dht.protocol import DhtProtocol
 
 __all__ = ["DhtConfig", "DhtProtocol", "DhtQueryError", "Node", "PeerStream"]
 
@@ -19,7 +20,7 @@ _LAZY = {
     "Node": "dht.io.node",
     "PeerStream": "dht.io.node",
     "DhtQueryError": "dht.io.node",
-    "DhtConfig": "dht.protocol",
+    "DhtConfig": "dht.config",
     "DhtProtocol": "dht.protocol",
 }
 

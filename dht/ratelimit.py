@@ -6,7 +6,8 @@ source heard from least recently is forgotten. Forgetting costs little: a forgot
 comes back with a full bucket, which is also what an idle source has. A flood of spoofed
 addresses therefore cannot grow memory, but neither can a per-source limit stop it: that is
 the job of a global cap, ``TokenBucket``, which also paces the node's own queries. Both are
-pure: time comes in as ``now`` (seconds), and every call is O(1).
+pure: time comes in as ``now`` (seconds), and every call is O(1). ``QueryAdmission`` puts the
+two together for the queries a core is sent.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import socket
 from collections import OrderedDict
 
-__all__ = ["SourceRateLimiter", "TokenBucket", "source_key"]
+__all__ = ["QueryAdmission", "SourceRateLimiter", "TokenBucket", "source_key"]
 
 _MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 
@@ -162,3 +163,36 @@ class TokenBucket:
             return math.inf
         missing = n - self._refill(now)
         return now if missing <= 0 else now + missing / self.rate
+
+
+class QueryAdmission:
+    """Which queries sent to us we answer: at most ``rate_per_ip`` a second from one source
+    and ``max_rate`` in all (0: no limit). Queries from this host (testnets, local tools) are
+    never limited."""
+
+    def __init__(
+        self,
+        *,
+        rate_per_ip: float,
+        burst: float,
+        max_sources: int,
+        max_rate: float,
+        now: float,
+    ) -> None:
+        self.per_source = (
+            SourceRateLimiter(rate_per_ip, max(1.0, burst), max_sources)
+            if rate_per_ip > 0
+            else None
+        )
+        self.overall = TokenBucket(max_rate, max(1.0, max_rate), now=now) if max_rate > 0 else None
+        self.enabled = self.per_source is not None or self.overall is not None
+
+    def refuse(self, ip: str, now: float) -> str | None:
+        """None when a query from ``ip`` may be answered now, else why not."""
+        if ip.startswith("127.") or ip == "::1":
+            return None
+        if self.per_source is not None and not self.per_source.allow(ip, now):
+            return "rate limited"
+        if self.overall is not None and not self.overall.take(now):
+            return "over the global query rate"
+        return None

@@ -349,6 +349,11 @@ class RoutingTable:
                 bucket.last_changed = now
                 return
 
+    def refreshed(self, index: int, now: float) -> None:
+        """A refresh lookup into bucket ``index`` started: it counts as changed now, so it is
+        not stale again for another refresh interval (BEP 5)."""
+        self._buckets[index].last_changed = now
+
     def remove(self, node_id: bytes) -> None:
         entry = self._by_id.get(node_id)
         if entry is not None:

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
+from dht.config import DhtConfig
 from dht.events import DhtEvent, LookupDone
 from dht.ids import ID_LEN, id_to_int, random_id
-from dht.protocol import DhtConfig, DhtProtocol
+from dht.protocol import DhtProtocol
 from dht.wire import Addr
 
 __all__ = ["SimNetwork", "SimNode", "sim_config"]

@@ -81,13 +81,6 @@ class PeerStore:
     def get(self, info_hash: bytes, now: float, limit: int, rng: random.Random) -> list[Addr]:
         return [unpack_addr(c) for c in self.values(info_hash, now, limit, rng)]
 
-    def has_room_for(self, info_hash: bytes, ip: str) -> bool:
-        """Would an announce from ``ip`` be stored without evicting anyone?"""
-        swarm = self._swarms.get(info_hash)
-        if swarm is None:
-            return len(self._swarms) < self.max_hashes
-        return ip in swarm or len(swarm) < self.max_peers
-
     def sample(self, count: int, rng: random.Random) -> list[bytes]:
         """Up to ``count`` random stored info-hashes (BEP 51 sample_infohashes)."""
         if len(self._swarms) <= count:

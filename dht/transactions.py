@@ -7,6 +7,12 @@ a matching ``t`` from elsewhere is someone else's packet. The table is bounded: 
 
 Each query has two deadlines: a short *soft* one after which a lookup stops waiting for it
 and asks another node (the reply is still welcome), and the *hard* one after which it failed.
+
+Whoever sends a query hands in an *owner* (libtorrent calls it an observer): the object told
+what became of it, through ``on_reply``, ``on_soft_timeout``, ``on_timeout`` and
+``on_failure``. The core's dispatcher calls these and never asks what kind of owner it holds:
+a user's ``ping``, a maintenance ping, one query of a lookup and an announce_peer each answer
+for themselves.
 """
 
 from __future__ import annotations
@@ -14,9 +20,32 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from dht.wire import Addr
+from dht.wire import Addr, Response
 
-__all__ = ["Pending", "Transactions"]
+__all__ = ["NO_OWNER", "Pending", "RequestOwner", "Transactions"]
+
+
+class RequestOwner:
+    """What asked a query, told what became of it. The defaults do nothing; a timeout is a
+    failure with reason "timeout" unless an owner says otherwise."""
+
+    __slots__ = ()
+
+    def on_reply(self, p: Pending, msg: Response, trusted: bool, now: float) -> None:
+        """The query was answered. ``trusted`` is False when the answering node's id breaks
+        BEP 42 while we enforce it: its answer may be used, but must not count."""
+
+    def on_soft_timeout(self, p: Pending, now: float) -> None:
+        """The query is slow (its soft deadline passed); its answer is still welcome."""
+
+    def on_timeout(self, p: Pending, now: float) -> None:
+        self.on_failure(p, "timeout", now)
+
+    def on_failure(self, p: Pending, reason: str, now: float) -> None:
+        """The query failed: an error answer, a broken answer, or (by default) a timeout."""
+
+
+NO_OWNER = RequestOwner()  # for queries nobody waits on
 
 
 @dataclass(slots=True, eq=False)
@@ -28,7 +57,7 @@ class Pending:
     deadline: float
     soft_deadline: float
     node_id: bytes | None  # the id we expect to answer, when we know it
-    owner: object  # what asked: a lookup, or a request handle
+    owner: RequestOwner  # what asked, told of the outcome
     soft_expired: bool = False
     done: bool = False
 
@@ -57,7 +86,7 @@ class Transactions:
         timeout: float,
         soft_timeout: float | None = None,
         node_id: bytes | None = None,
-        owner: object = None,
+        owner: RequestOwner = NO_OWNER,
     ) -> Pending | None:
         if len(self._pending) >= self.max_pending or len(self._pending) >= 0xFFFF:
             return None
@@ -121,6 +150,3 @@ class Transactions:
         while heap and heap[0][2].done:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
-
-    def pending(self) -> list[Pending]:
-        return list(self._pending.values())

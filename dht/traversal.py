@@ -8,9 +8,10 @@ passed) stops counting against ``alpha``, so one dead node cannot stall the walk
 once more (``max_attempts``), since on a lossy network a lost datagram would otherwise drop a
 live node from the result, and a late answer to either request is still used.
 
-It never sends anything itself: the protocol core asks ``next_requests()``, sends the
-queries, and reports back with ``on_reply`` / ``on_stall`` / ``on_failure``. The same object
-serves find_node, get_peers and the get_peers phase of an announce.
+It never sends anything itself: the lookup manager (``dht.lookups``) asks ``next_requests()``,
+sends the queries, reports back with ``on_reply`` / ``on_stall`` / ``on_failure``, and asks
+``done`` (the one test of whether a walk is over). The same object serves find_node,
+get_peers and the get_peers walk of an announce.
 """
 
 from __future__ import annotations
@@ -77,7 +78,6 @@ class Lookup:
         self._in_flight = 0
         self.queried = 0
         self.replied = 0
-        self.failed = 0
         self.peers: set[Addr] = set()
 
     # --- feeding ------------------------------------------------------------------------------
@@ -200,8 +200,6 @@ class Lookup:
                 self._in_flight -= 1
             if c.state is CandidateState.REPLIED:
                 self.replied -= 1
-            if c.state is not CandidateState.FAILED:
-                self.failed += 1
             c.state = CandidateState.FAILED
             return
         c.outstanding -= 1
@@ -212,7 +210,6 @@ class Lookup:
             c.state = CandidateState.STALLED
         # Failed for good once no request to it is left and it has used its attempts.
         if c.outstanding <= 0 and c.attempts >= self.max_attempts:
-            self.failed += 1
             c.state = CandidateState.FAILED
 
     # --- results ------------------------------------------------------------------------------
@@ -223,6 +220,9 @@ class Lookup:
 
     @property
     def done(self) -> bool:
+        """The walk is over: the ``k`` closest live candidates have answered (or are out of
+        the query budget), or, with fewer than ``k`` of them, nothing can still answer. A
+        lookup that only waits for a free slot to send is not done: its candidates are NEW."""
         seen = 0
         for c in self._candidates:
             if self._skipped(c):
@@ -242,10 +242,6 @@ class Lookup:
         n = self.k if n is None else n
         out = [c for c in self._candidates if c.state is CandidateState.REPLIED and c.id]
         return out[:n]
-
-    def waiting(self) -> bool:
-        """Some request of this lookup may still be answered."""
-        return any(c.outstanding > 0 for c in self._candidates)
 
 
 def _distance(c: Candidate) -> int:

@@ -25,7 +25,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from dht.addresses import AddressPolicy  # noqa: E402
-from dht.protocol import DhtConfig, DhtProtocol  # noqa: E402
+from dht.config import DhtConfig  # noqa: E402
+from dht.protocol import DhtProtocol  # noqa: E402
 
 METHODS = (b"ping", b"find_node", b"get_peers")
 

@@ -7,7 +7,8 @@ import random
 import bencode2
 
 from dht.addresses import AddressPolicy
-from dht.protocol import DhtConfig, DhtProtocol
+from dht.config import DhtConfig
+from dht.protocol import DhtProtocol
 from dht.storage import PeerStore
 from dht.wire import NodeContact, Query, Response, decode, encode_query, pack_nodes
 

@@ -4,10 +4,11 @@ import random
 
 import bencode2
 
+from dht.config import DhtConfig
 from dht.events import ExternalAddressChanged
 from dht.external_ip import ExternalIpVoter
 from dht.ids import bep42_id, bep42_valid
-from dht.protocol import DhtConfig, DhtProtocol
+from dht.protocol import DhtProtocol
 from dht.wire import decode, pack_addr
 
 

@@ -5,9 +5,10 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dht.config import DhtConfig
 from dht.ids import id_to_int
 from dht.pool import NodePool
-from dht.protocol import DhtConfig, DhtProtocol
+from dht.protocol import DhtProtocol
 from dht.wire import KrpcError, Query, Response, decode, encode_query
 
 

@@ -6,9 +6,11 @@ import bencode2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dht.config import DhtConfig
 from dht.events import LookupDone, PeersFound, QueryAnswered, QueryFailed
-from dht.protocol import DhtConfig, DhtProtocol
+from dht.protocol import DhtProtocol
 from dht.wire import KrpcError, Query, Response, decode, encode_query, pack_addr
+from tests.dht.pair import B_ADDR, CorePair
 
 ME = ("9.0.0.1", 6881)
 YOU = ("9.0.0.2", 7000)
@@ -165,27 +167,13 @@ def test_reply_from_the_wrong_address_is_ignored() -> None:
     assert p.stats.dropped["unexpected response"] == 1
 
 
-def test_get_peers_lookup_between_two_cores() -> None:
-    a = DhtProtocol(b"a" * 20, rng=random.Random(1), now=0.0)
-    b = DhtProtocol(b"b" * 20, rng=random.Random(2), now=0.0)
-    a_addr, b_addr = ("9.0.0.10", 1), ("9.0.0.11", 2)
-    cores = {a_addr: a, b_addr: b}
+def test_get_peers_lookup_between_two_cores(pair: CorePair) -> None:
+    a, b = pair.a, pair.b
     h = b"h" * 20
     b.storage.add(h, ("7.7.7.7", 7777), 0.0)
-    rid = a.get_peers(h, 0.0, seeds=[b_addr])
-    now = 0.0
-    for _ in range(20):
-        now += 0.01
-        moved = False
-        for src, c in cores.items():
-            for data, dst in c.datagrams_to_send(now):
-                cores[dst].receive_datagram(data, src, now)
-                moved = True
-        if not moved:
-            break
-    events = []
-    while (ev := a.next_event()) is not None:
-        events.append(ev)
+    rid = a.get_peers(h, 0.0, seeds=[B_ADDR])
+    pair.run()
+    events = pair.events_of(a)
     assert PeersFound(rid, (("7.7.7.7", 7777),)) in events
     done = [e for e in events if isinstance(e, LookupDone)]
     assert done and done[0].replied == 1 and done[0].nodes[0].id == b"b" * 20

@@ -121,6 +121,9 @@ def test_stale_buckets() -> None:
     t.node_seen(b"\x01" + bytes(19), addr(1), 0)
     assert t.stale_buckets(10) == []
     assert t.stale_buckets(GOOD_FOR_S) == [0]
+    t.refreshed(0, GOOD_FOR_S)  # a refresh lookup went into it
+    assert t.stale_buckets(GOOD_FOR_S + 10) == []
+    assert t.stale_buckets(2 * GOOD_FOR_S) == [0]
 
 
 @settings(max_examples=50)

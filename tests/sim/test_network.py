@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from dht.events import PeersFound
+from dht.events import BootstrapStalled, LookupDone, PeersFound
 from dht.simulation import SimNetwork, SimNode, sim_config
 
 
@@ -74,8 +74,8 @@ def test_announced_peers_are_found_by_other_nodes(
         assert (announcer.addr[0], port) in peers
 
 
-def test_lookups_survive_packet_loss() -> None:
-    net = SimNetwork(seed=7, loss=0.05)
+def test_lookups_survive_packet_loss(make_sim: Callable[..., SimNetwork]) -> None:
+    net = make_sim(7, loss=0.05)
     nodes = net.grow(1000)
     net.run_for(30)
     exact, found = lookup_accuracy(net, nodes, 60)
@@ -83,9 +83,9 @@ def test_lookups_survive_packet_loss() -> None:
     assert found >= 0.95
 
 
-def test_simulation_is_deterministic() -> None:
+def test_simulation_is_deterministic(make_sim: Callable[..., SimNetwork]) -> None:
     def run() -> tuple[int, int, list[int]]:
-        net = SimNetwork(seed=11, loss=0.02)
+        net = make_sim(11, loss=0.02)
         nodes = net.grow(100)
         net.run_for(20)
         return net.delivered, net.lost, [len(n.core.routing) for n in nodes]
@@ -93,10 +93,8 @@ def test_simulation_is_deterministic() -> None:
     assert run() == run()
 
 
-def test_bootstrap_retries_with_backoff_when_nobody_answers() -> None:
-    from dht.events import BootstrapStalled
-
-    net = SimNetwork(seed=3)
+def test_bootstrap_retries_with_backoff_when_nobody_answers(sim: SimNetwork) -> None:
+    net = sim
     lonely = net.add_node()
     net.bootstrap(lonely, [("10.99.99.99", 6881)])  # nobody there
     net.run_for(40)
@@ -105,13 +103,13 @@ def test_bootstrap_retries_with_backoff_when_nobody_answers() -> None:
     assert [s.retry_in for s in stalls[:3]] == [2.0, 4.0, 8.0][: len(stalls[:3])]
 
 
-def test_lookups_beyond_the_transaction_table_queue_and_all_finish() -> None:
+def test_lookups_beyond_the_transaction_table_queue_and_all_finish(
+    make_sim: Callable[..., SimNetwork],
+) -> None:
     # 40 lookups of alpha 3 from a node with 8 transaction slots: most of each batch finds
     # no slot. Each lookup must give back what it could not send and wait its turn; one
     # that kept phantom requests "in flight" would sit until its 60 s lookup timeout.
-    from dht.events import LookupDone
-
-    net = SimNetwork(seed=12, latency=(0.01, 0.05))
+    net = make_sim(12, latency=(0.01, 0.05))
     net.grow(150)
     busy = net.add_node(config=sim_config(max_pending=8))
     net.bootstrap(busy, [next(iter(net.nodes))])
