@@ -135,6 +135,7 @@ def test_serve_then_resolve_then_peers(testnet: str, tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.slow
 def test_bulk_from_stdin_reports_each_link(testnet: str, tmp_path: Path) -> None:
     links = "\n".join(f"magnet:?xt=urn:btih:{os.urandom(20).hex()}" for _ in range(3))
     out = magnetar(
@@ -145,6 +146,7 @@ def test_bulk_from_stdin_reports_each_link(testnet: str, tmp_path: Path) -> None
     assert len(records) == 3 and all(not r["ok"] for r in records)
 
 
+@pytest.mark.slow
 def test_node_runs_and_stops_on_sigint(testnet: str) -> None:
     node = Background(
         "node", "--host", "127.0.0.1", "--port", "0", "-b", testnet, "--status-interval", "0.3"

@@ -39,6 +39,7 @@ async def run_service(service: NodeService, until: float) -> None:
     await asyncio.wait_for(task, 5)
 
 
+@pytest.mark.slow
 def test_restart_keeps_the_id_and_rejoins_without_routers(tmp_path: Path) -> None:
     state = tmp_path / "node.state"
 
@@ -62,6 +63,7 @@ def test_restart_keeps_the_id_and_rejoins_without_routers(tmp_path: Path) -> Non
     run(main())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cut", [0, 1, 7, 40, 41, 100, -1])
 def test_a_damaged_state_file_is_set_aside_and_the_node_starts(tmp_path: Path, cut: int) -> None:
     state = tmp_path / "node.state"
@@ -129,6 +131,7 @@ def test_sigterm_stops_within_seconds_and_saves(tmp_path: Path) -> None:
             proc.wait(5)
 
 
+@pytest.mark.slow
 def test_flood_from_many_sources_stays_bounded_and_a_client_is_answered() -> None:
     from scripts.krpc_load import LoadConfig, run_load_in_process
 

@@ -41,6 +41,7 @@ def testnet() -> Iterator[str]:
         bg.stop()
 
 
+@pytest.mark.slow
 def test_crawl_then_export(testnet: str, tmp_path: Path) -> None:
     db = tmp_path / "c.sqlite"
     out = crawl(
@@ -70,6 +71,7 @@ def test_crawl_then_export(testnet: str, tmp_path: Path) -> None:
     assert exported.returncode == 0 and csv_path.read_text().startswith("info_hash,")
 
 
+@pytest.mark.slow
 def test_exit_codes(tmp_path: Path) -> None:
     db = str(tmp_path / "c.sqlite")
     bad = crawl("--db", db, "-b", "nohostport", "--duration", "1")

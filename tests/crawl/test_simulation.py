@@ -63,6 +63,7 @@ def log_sample_queries(sim: SimNetwork, ours: set[Addr]) -> dict[Addr, list[floa
     return arrivals
 
 
+@pytest.mark.slow
 def test_a_3000_node_network_is_crawled_to_95_percent_within_the_intervals(
     tmp_path: Path,
 ) -> None:
@@ -164,6 +165,7 @@ def test_a_crawl_that_nobody_answers_stalls_after_the_startup_time() -> None:
     assert crawl.engine.stats.sent >= 3 and crawl.engine.stats.nodes_met == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ids", [1, 3])
 def test_the_crawl_is_reproducible_from_its_seeds(ids: int) -> None:
     def once() -> tuple[float, int, dict[bytes, int]]:

@@ -113,6 +113,7 @@ def test_find_peers_without_a_bootstrap_answer_raises(silent_port: Addr) -> None
         run(main())
 
 
+@pytest.mark.slow
 def test_find_peers_ends_at_its_timeout_while_the_lookup_still_waits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

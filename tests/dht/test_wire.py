@@ -178,6 +178,7 @@ _values = st.recursive(
         [b"ping", b"find_node", b"get_peers", b"announce_peer", b"sample_infohashes", b"x"]
     ),
 )
+@pytest.mark.slow
 def test_decode_of_structured_junk_raises_only_krpc_decode_error(
     y: bytes, body: dict[bytes, object], method: bytes
 ) -> None:

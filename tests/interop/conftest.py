@@ -59,3 +59,11 @@ def make_lt_torrent(lt_workdir: Path) -> Callable[..., TorrentSpec]:
         return make_torrent(lt_workdir, kind, **kw)  # type: ignore[arg-type]
 
     return make
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every interop test starts real peers (libtorrent sessions, opentracker): slow."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.slow)

@@ -579,6 +579,7 @@ message = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(st.lists(message, max_size=12))
 def test_structured_fuzz_never_raises(messages: list[bytes]) -> None:

@@ -89,6 +89,7 @@ def test_misbehaving_peers_do_not_stop_an_honest_one(bad: type[Behaviour]) -> No
     run(main())
 
 
+@pytest.mark.slow
 def test_failures_say_why_in_one_line() -> None:
     async def main() -> None:
         info = make_info(100)
@@ -121,6 +122,7 @@ def test_failures_say_why_in_one_line() -> None:
     run(main())
 
 
+@pytest.mark.slow
 def test_bulk_resolution_over_one_node() -> None:
     async def main() -> None:
         from dht.io.node import Node

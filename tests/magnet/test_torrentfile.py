@@ -220,6 +220,7 @@ _bvalue = st.recursive(
 )
 
 
+@pytest.mark.slow
 @given(_bvalue, _bvalue, st.dictionaries(st.binary(max_size=8), _bvalue, max_size=4))
 def test_info_span_finds_any_info_value(before: Any, after: Any, info: dict[bytes, Any]) -> None:
     raw_info = enc(info)
@@ -238,6 +239,7 @@ def test_garbage_only_raises_torrent_error(data: bytes) -> None:
                 assert "\n" not in str(exc)
 
 
+@pytest.mark.slow
 @given(_bvalue)
 def test_mutated_valid_torrents_only_raise_torrent_error(extra: Any) -> None:
     data = build_torrent(multi_info()[:-1] + b"1:z" + enc(extra) + b"e", trackers=["udp://x:1"])

@@ -268,6 +268,7 @@ bencoded = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(value=bencoded, noise=st.binary(max_size=60))
 def test_any_answer_parses_or_raises_tracker_error(value: Any, noise: bytes) -> None:
@@ -469,6 +470,7 @@ def test_redirects_are_followed_up_to_three() -> None:
     with_fake(body)
 
 
+@pytest.mark.slow
 def test_hostile_http_trackers_give_one_clear_error() -> None:
     async def body(fake: FakeHttpTracker) -> None:
         base = fake.base

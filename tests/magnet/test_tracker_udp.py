@@ -463,6 +463,7 @@ def test_port_zero_and_repeated_peers_are_dropped() -> None:
         max_size=12,
     )
 )
+@pytest.mark.slow
 def test_any_datagrams_yield_events_or_drops_never_exceptions(
     packets: list[bytes | tuple[int, bytes]],
 ) -> None:

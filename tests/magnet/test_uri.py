@@ -407,6 +407,7 @@ def magnet_links(draw: st.DrawFn) -> MagnetLink:
     )
 
 
+@pytest.mark.slow
 @given(magnet_links())
 def test_parse_format_round_trip(link: MagnetLink) -> None:
     text = uri.format(link)

@@ -35,6 +35,7 @@ def net2000() -> tuple[SimNetwork, list[SimNode]]:
     return net, nodes
 
 
+@pytest.mark.slow
 def test_lookups_in_a_2000_node_network_find_the_true_closest(
     net2000: tuple[SimNetwork, list[SimNode]], record_property: Callable[[str, object], None]
 ) -> None:
@@ -48,6 +49,7 @@ def test_lookups_in_a_2000_node_network_find_the_true_closest(
     assert found >= 0.99
 
 
+@pytest.mark.slow
 def test_announced_peers_are_found_by_other_nodes(
     net2000: tuple[SimNetwork, list[SimNode]],
 ) -> None:
@@ -74,6 +76,7 @@ def test_announced_peers_are_found_by_other_nodes(
         assert (announcer.addr[0], port) in peers
 
 
+@pytest.mark.slow
 def test_lookups_survive_packet_loss(make_sim: Callable[..., SimNetwork]) -> None:
     net = make_sim(7, loss=0.05)
     nodes = net.grow(1000)
@@ -103,6 +106,7 @@ def test_bootstrap_retries_with_backoff_when_nobody_answers(sim: SimNetwork) -> 
     assert [s.retry_in for s in stalls[:3]] == [2.0, 4.0, 8.0][: len(stalls[:3])]
 
 
+@pytest.mark.slow
 def test_lookups_beyond_the_transaction_table_queue_and_all_finish(
     make_sim: Callable[..., SimNetwork],
 ) -> None:

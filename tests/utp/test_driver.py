@@ -81,6 +81,7 @@ def test_non_utp_datagrams_go_to_the_shared_handler() -> None:
     assert asyncio.run(run()) == [b"d1:y1:qe"]
 
 
+@pytest.mark.slow
 def test_a_reader_that_stops_reading_closes_the_window() -> None:
     payload = random.Random(4).randbytes(2 << 20)
     config = UtpConfig(recv_buffer=256 * 1024)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,6 +45,7 @@ def packets_for(conn: UtpConnection) -> st.SearchStrategy[bytes]:
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+@pytest.mark.slow
 @given(st.data())
 def test_random_datagrams_never_raise_nor_grow_memory(data: st.DataObject) -> None:
     link, client, server = connected_pair()

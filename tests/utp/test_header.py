@@ -97,6 +97,7 @@ def test_sequence_arithmetic_wraps() -> None:
     assert not seq_lt(5, 5)
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(st.binary(max_size=120))
 def test_parse_any_bytes_gives_a_packet_or_utp_error(data: bytes) -> None:

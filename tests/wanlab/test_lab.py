@@ -21,6 +21,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CHECK_TIMEOUT_S = 90
+# Each test builds a namespace, a TUN device and an emulator process: slow.
+pytestmark = pytest.mark.slow
 
 
 @cache
