@@ -128,6 +128,10 @@ class CrawlEngine:
         )
         self.startup_timeout_s = startup_timeout_s
         self.passive = 0  # sightings from queries to our nodes
+        # Core events (answers, sightings) whose handling raised: dropped, counted, the
+        # crawl goes on. The last reason, for the health line.
+        self.dropped = 0
+        self.last_dropped: str | None = None
         self._started = now
         self._seeds: list[Addr] = []
         self._queries: dict[int, CrawlQuery] = {}  # core request id -> the scheduler's query
@@ -246,11 +250,30 @@ class CrawlEngine:
 
     def on_core_event(self, endpoint: int, event: DhtEvent, now: float) -> None:
         """One event of core ``endpoint``. Drivers that run the cores themselves (the
-        simulator) pass each event here, then call ``handle_timer``."""
+        simulator) pass each event here, then call ``handle_timer``.
+
+        The exception boundary of one crawled node: whatever its answer (or query) breaks is
+        counted in ``dropped`` and the event dropped; nothing escapes to the driver's loop.
+        """
+        try:
+            self._on_core_event(event, now)
+        except Exception as exc:
+            self._drop(exc)
+
+    def _drop(self, exc: Exception) -> None:
+        self.dropped += 1
+        self.last_dropped = f"{type(exc).__name__}: {exc}"[:200]
+
+    def _on_core_event(self, event: DhtEvent, now: float) -> None:
         if isinstance(event, QueryAnswered):
             q = self._queries.pop(event.request_id, None)
             if q is not None:
-                self._answered(q, event.response, now)
+                try:
+                    self._answered(q, event.response, now)
+                except Exception as exc:
+                    self._drop(exc)
+                    # Frees the query's slot and counts it unless on_reply already did.
+                    self.scheduler.on_failure(q.qid, now, f"bad response: {exc}")
         elif isinstance(event, QueryFailed):
             q = self._queries.pop(event.request_id, None)
             if q is not None:
@@ -391,4 +414,6 @@ class CrawlEngine:
 
     def snapshot(self) -> dict[str, int]:
         """Counts for progress lines."""
-        return self.scheduler.snapshot()
+        counts = self.scheduler.snapshot()
+        counts["dropped"] = self.dropped
+        return counts
