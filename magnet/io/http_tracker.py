@@ -136,9 +136,7 @@ async def fetch(
         ) from None
 
 
-def _check_literal(
-    host: str | None, port: int | None, accept: Callable[[Addr], bool]
-) -> None:
+def _check_literal(host: str | None, port: int | None, accept: Callable[[Addr], bool]) -> None:
     """Refuse an address literal the policy refuses (names are judged after DNS)."""
     if host is None or classify(host) is AddressClass.INVALID:
         return

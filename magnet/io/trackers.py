@@ -182,9 +182,7 @@ async def announce(
         from magnet.io.http_tracker import http_announce
 
         left = deadline - asyncio.get_running_loop().time() + target.inner_grace_s
-        return await http_announce(
-            url, request, timeout=left, max_peers=max_peers, accept=accept
-        )
+        return await http_announce(url, request, timeout=left, max_peers=max_peers, accept=accept)
 
     return await _capped(timeout, target.outer_grace_s, over_udp if target.is_udp else over_http)
 
