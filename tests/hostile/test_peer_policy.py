@@ -212,3 +212,23 @@ def test_a_tracker_name_that_resolves_to_loopback_is_refused_after_dns(scheme: s
             )
 
     run(main())
+
+
+@pytest.mark.parametrize(("args", "expected"), [([], False), (["--allow-private"], True)])
+def test_the_cli_passes_allow_private_to_the_resolve(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], expected: bool
+) -> None:
+    from typer.testing import CliRunner
+
+    import magnet.io.resolve
+    from magnet.cli.app import app
+
+    seen: list[object] = []
+
+    async def fake_resolve(link: object, **options: object) -> object:
+        seen.append(options.get("allow_private"))
+        raise ResolveError("no peers (test)", "no-peers")
+
+    monkeypatch.setattr(magnet.io.resolve, "resolve", fake_resolve)
+    result = CliRunner().invoke(app, ["resolve", IH.hex(), "--no-dht", *args])
+    assert seen == [expected], result.output
