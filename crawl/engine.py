@@ -9,8 +9,10 @@ with the endpoint to send it from), ``get_timer()`` (one deadline for everything
 
 It sends what the scheduler picks through the cores' ``query`` command, feeds their
 ``QueryAnswered`` / ``QueryFailed`` back to the scheduler, and turns the cores'
-``InfoHashSeen`` into sightings. Our nodes answer queries like any node (other nodes put
-them in their tables and send them get_peers and announce_peer, which is what we observe).
+``InfoHashSeen`` into sightings. Each datagram and each core event is an untrusted item:
+whatever one breaks is counted in ``dropped`` and the crawl goes on. Our nodes answer
+queries like any node (other nodes put them in their tables and send them get_peers and
+announce_peer, which is what we observe).
 The cores never walk the DHT on their own (bucket refresh is off, and no lookup starts but
 ``find_peers``), so every query to an address learned from the DHT passes the crawl's
 address policy. No socket, clock or database here: the asyncio driver (``crawl.io``) and the
@@ -170,7 +172,11 @@ class CrawlEngine:
 
     def receive_datagram(self, endpoint: int, data: bytes, addr: Addr, now: float) -> None:
         core = self.cores[endpoint]
-        core.receive_datagram(data, addr, now)
+        try:
+            core.receive_datagram(data, addr, now)
+        except Exception as exc:
+            # One datagram from one stranger: whatever it trips is its loss, not the crawl's.
+            self._drop(exc)
         if core.has_events:
             self._drain(endpoint, now)
             self._pump(now)

@@ -67,7 +67,9 @@ class CrawlConfig:
     ids: int = 1
     bootstrap: Sequence[Addr] | None = None  # None: the public routers
     schedule: SchedulerConfig = field(default_factory=SchedulerConfig)
-    allow_private: bool = False  # send to private/loopback addresses learned from the DHT
+    # Send to (and fetch metadata from) private/loopback addresses learned from the DHT.
+    # Without it, loopback or private bootstrap addresses still make it a lab crawl.
+    allow_private: bool = False
     metadata: bool = False
     metadata_concurrency: int = 8
     metadata_timeout_s: float = 30.0
@@ -145,6 +147,7 @@ class Crawler:
         self._timer_at = math.inf
         self._flush_soon = False
         self._closed = False  # after shutdown: late callbacks find nothing to do
+        self._dropped_seen = 0  # engine.dropped when last logged
         self._failure: str | None = None
         self._wake = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
@@ -293,6 +296,9 @@ class Crawler:
             except (OSError, ValueError):
                 self.send_errors += 1
         self._take_events()
+        if engine.dropped != self._dropped_seen:
+            self._dropped_seen = engine.dropped
+            log.debug("dropped a crawled node's datagram or answer: %s", engine.last_dropped)
         deadline = engine.get_timer()
         if deadline is not None and deadline < self._timer_at:
             if self._timer is not None:

@@ -115,3 +115,14 @@ def test_an_answer_that_breaks_the_scheduler_is_dropped_and_the_crawl_goes_on(
     answer(e, 10.0, samples=b"".join(HASHES), num=3, interval=60)
     (row,) = node_rows(e)
     assert row.replies == 1 and row.samples == 3
+
+
+def test_a_datagram_that_trips_the_dht_core_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    e = engine()
+
+    def broken(data: bytes, addr: Addr, now: float) -> None:
+        raise KeyError("state the datagram was never meant to reach")
+
+    monkeypatch.setattr(e.cores[0], "receive_datagram", broken)
+    e.receive_datagram(0, b"d1:y1:qe", NODE, 0.1)  # raised out of the driver's callback
+    assert e.dropped == 1 and "KeyError" in (e.last_dropped or "")
