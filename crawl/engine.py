@@ -9,8 +9,10 @@ with the endpoint to send it from), ``get_timer()`` (one deadline for everything
 
 It sends what the scheduler picks through the cores' ``query`` command, feeds their
 ``QueryAnswered`` / ``QueryFailed`` back to the scheduler, and turns the cores'
-``InfoHashSeen`` into sightings. Our nodes answer queries like any node (other nodes put
-them in their tables and send them get_peers and announce_peer, which is what we observe).
+``InfoHashSeen`` into sightings. Each datagram and each core event is an untrusted item:
+whatever one breaks is counted in ``dropped`` and the crawl goes on. Our nodes answer
+queries like any node (other nodes put them in their tables and send them get_peers and
+announce_peer, which is what we observe).
 The cores never walk the DHT on their own (bucket refresh is off, and no lookup starts but
 ``find_peers``), so every query to an address learned from the DHT passes the crawl's
 address policy. No socket, clock or database here: the asyncio driver (``crawl.io``) and the
@@ -128,6 +130,10 @@ class CrawlEngine:
         )
         self.startup_timeout_s = startup_timeout_s
         self.passive = 0  # sightings from queries to our nodes
+        # Core events (answers, sightings) whose handling raised: dropped, counted, the
+        # crawl goes on. The last reason, for the health line.
+        self.dropped = 0
+        self.last_dropped: str | None = None
         self._started = now
         self._seeds: list[Addr] = []
         self._queries: dict[int, CrawlQuery] = {}  # core request id -> the scheduler's query
@@ -166,7 +172,11 @@ class CrawlEngine:
 
     def receive_datagram(self, endpoint: int, data: bytes, addr: Addr, now: float) -> None:
         core = self.cores[endpoint]
-        core.receive_datagram(data, addr, now)
+        try:
+            core.receive_datagram(data, addr, now)
+        except Exception as exc:
+            # One datagram from one stranger: whatever it trips is its loss, not the crawl's.
+            self._drop(exc)
         if core.has_events:
             self._drain(endpoint, now)
             self._pump(now)
@@ -246,11 +256,30 @@ class CrawlEngine:
 
     def on_core_event(self, endpoint: int, event: DhtEvent, now: float) -> None:
         """One event of core ``endpoint``. Drivers that run the cores themselves (the
-        simulator) pass each event here, then call ``handle_timer``."""
+        simulator) pass each event here, then call ``handle_timer``.
+
+        The exception boundary of one crawled node: whatever its answer (or query) breaks is
+        counted in ``dropped`` and the event dropped; nothing escapes to the driver's loop.
+        """
+        try:
+            self._on_core_event(event, now)
+        except Exception as exc:
+            self._drop(exc)
+
+    def _drop(self, exc: Exception) -> None:
+        self.dropped += 1
+        self.last_dropped = f"{type(exc).__name__}: {exc}"[:200]
+
+    def _on_core_event(self, event: DhtEvent, now: float) -> None:
         if isinstance(event, QueryAnswered):
             q = self._queries.pop(event.request_id, None)
             if q is not None:
-                self._answered(q, event.response, now)
+                try:
+                    self._answered(q, event.response, now)
+                except Exception as exc:
+                    self._drop(exc)
+                    # Frees the query's slot and counts it unless on_reply already did.
+                    self.scheduler.on_failure(q.qid, now, f"bad response: {exc}")
         elif isinstance(event, QueryFailed):
             q = self._queries.pop(event.request_id, None)
             if q is not None:
@@ -391,4 +420,6 @@ class CrawlEngine:
 
     def snapshot(self) -> dict[str, int]:
         """Counts for progress lines."""
-        return self.scheduler.snapshot()
+        counts = self.scheduler.snapshot()
+        counts["dropped"] = self.dropped
+        return counts

@@ -59,6 +59,9 @@ REPLY_OVERHEAD_BYTES = 110  # envelope, id, ip, v, interval, num, headers: about
 SAMPLE_BYTES = 20
 NODE_BYTES = 26
 SEED_RETRY_S = 2.0  # while nobody answers, ask the seeds again this often
+# BEP 51 num as believed: a node claiming more is rounded down (the number only decides
+# revisits, and an unbounded int from a stranger once overflowed the crawl's database).
+MAX_NUM = 1 << 32
 
 
 @dataclass(slots=True)
@@ -452,7 +455,7 @@ class CrawlScheduler:
                     hashes = [samples[i : i + 20] for i in range(0, len(samples), SAMPLE_BYTES)]
                 st.samples += len(hashes)
                 rec.samples += len(hashes)
-                rec.num = num if isinstance(num, int) and num >= 0 else None
+                rec.num = _clamp_num(num)
                 rec.interval = _clamp_interval(interval)
                 self._schedule(rec, now, rec.interval, len(hashes))
         st.bytes_in += size
@@ -559,6 +562,13 @@ class CrawlScheduler:
             "due": len(self._due),
             "in_flight": len(self._in_flight),
         }
+
+
+def _clamp_num(value: object) -> int | None:
+    """BEP 51 num: a non-negative int, at most ``MAX_NUM``; anything else is unknown."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return None
+    return min(value, MAX_NUM)
 
 
 def _clamp_interval(value: object) -> int:

@@ -141,6 +141,7 @@ class ResolutionStats:
     connected: int = 0  # connections that reached a handshake
     with_metadata: int = 0  # peers whose ext handshake offered the metadata
     metadata_bytes: int = 0  # piece bytes received
+    refused: int = 0  # peers the address policy refused (private, loopback, bogons)
     failures: Counter[str] | None = None
 
     def __post_init__(self) -> None:
@@ -167,9 +168,12 @@ class Resolution:
         requests_per_peer: int = REQUESTS_PER_PEER,
         encryption: str = "auto",
         randbytes: Callable[[int], bytes] | None = None,
+        accept: Callable[[Addr], bool] | None = None,
     ) -> None:
         """``info_hash`` is what the handshake carries (v1, or v2 truncated to 20 bytes);
-        ``info_hash_v1``/``info_hash_v2`` are what the assembled dict is checked against."""
+        ``info_hash_v1``/``info_hash_v2`` are what the assembled dict is checked against.
+        ``accept`` is the address policy for peers (``dht.addresses.AddressPolicy.acceptable``):
+        peers it refuses are counted in ``stats.refused`` and never dialled."""
         if info_hash_v1 is None and info_hash_v2 is None:
             info_hash_v1 = info_hash
         self.info_hash = info_hash
@@ -189,6 +193,7 @@ class Resolution:
             raise ValueError("encryption needs randbytes (os.urandom)")
         self.encryption = encryption
         self._randbytes = randbytes
+        self._accept = accept
         self._peers: dict[Addr, _Peer] = {}
         self._queue: deque[_Peer] = deque()
         self._active = 0  # CONNECTING + HANDSHAKE + READY
@@ -200,10 +205,17 @@ class Resolution:
     # --- what the driver feeds in --------------------------------------------------------
 
     def add_peers(self, peers: Iterable[Addr], source: str, now: float) -> int:
-        """Queue peers to try. Returns how many were new."""
+        """Queue peers to try. Returns how many were new.
+
+        The one place every peer enters, whatever its source (DHT, tracker, ``x.pe``): a
+        stranger's list must not make us dial hosts on our LAN or our own machine."""
         new = 0
+        accept = self._accept
         for addr in peers:
             if addr in self._peers or addr[1] == 0 or len(self._peers) >= self.max_known:
+                continue
+            if accept is not None and not accept(addr):
+                self.stats.refused += 1
                 continue
             peer = _Peer(addr, source)
             peer.encrypt = self.encryption in ("prefer", "require")
@@ -520,6 +532,11 @@ class Resolution:
         assert st.failures is not None
         reasons = ", ".join(f"{n} {why}" for why, n in st.failures.most_common(4))
         if st.known == 0:
+            if st.refused:
+                return (
+                    f"no peers found ({st.refused} on private or loopback addresses refused;"
+                    " allow_private opts in)"
+                )
             return "no peers found"
         if st.connected == 0:
             return f"{st.known} peers found, none could be connected ({reasons or 'still trying'})"

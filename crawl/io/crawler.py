@@ -50,6 +50,7 @@ __all__ = [
     "CrawlReport",
     "Crawler",
     "DatabaseError",
+    "crawl_policy",
     "run",
     "spread_ids",
 ]
@@ -66,7 +67,9 @@ class CrawlConfig:
     ids: int = 1
     bootstrap: Sequence[Addr] | None = None  # None: the public routers
     schedule: SchedulerConfig = field(default_factory=SchedulerConfig)
-    allow_private: bool = False  # send to private/loopback addresses learned from the DHT
+    # Send to (and fetch metadata from) private/loopback addresses learned from the DHT.
+    # Without it, loopback or private bootstrap addresses still make it a lab crawl.
+    allow_private: bool = False
     metadata: bool = False
     metadata_concurrency: int = 8
     metadata_timeout_s: float = 30.0
@@ -132,11 +135,7 @@ class Crawler:
         self.on_health = on_health
         self.on_progress = on_progress
         self.rng = random.Random(config.seed) if config.seed is not None else random.SystemRandom()
-        self.policy = (
-            AddressPolicy(allow_private=True, allow_loopback=True)
-            if config.allow_private
-            else AddressPolicy.for_bind(config.host)
-        )
+        self.policy = crawl_policy(config)
         self.engine: CrawlEngine | None = None
         self.sockets: list[_Socket] = []
         self.send_errors = 0
@@ -148,6 +147,7 @@ class Crawler:
         self._timer_at = math.inf
         self._flush_soon = False
         self._closed = False  # after shutdown: late callbacks find nothing to do
+        self._dropped_seen = 0  # engine.dropped when last logged
         self._failure: str | None = None
         self._wake = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
@@ -212,7 +212,7 @@ class Crawler:
             dht = DhtConfig(
                 query_timeout_s=cfg.query_timeout_s,
                 sample_interval_s=cfg.sample_interval_s,
-                address_policy=AddressPolicy.for_network(cfg.host, routers),
+                address_policy=self.policy,
                 max_pending=min(DhtConfig().max_pending, _fits(socks)),
             )
             engine = self.engine = CrawlEngine(
@@ -296,6 +296,9 @@ class Crawler:
             except (OSError, ValueError):
                 self.send_errors += 1
         self._take_events()
+        if engine.dropped != self._dropped_seen:
+            self._dropped_seen = engine.dropped
+            log.debug("dropped a crawled node's datagram or answer: %s", engine.last_dropped)
         deadline = engine.get_timer()
         if deadline is not None and deadline < self._timer_at:
             if self._timer is not None:
@@ -393,43 +396,57 @@ class Crawler:
             return None
 
     async def _metadata_worker(self) -> None:
+        while True:
+            info_hash, peer = await self._meta_queue.get()
+            try:
+                await self._resolve_one(info_hash, peer)
+            except Exception as exc:
+                # The one boundary per info-hash: whatever a resolve raises (a bug, a peer's
+                # bytes no check foresaw) is recorded, and the worker takes the next one.
+                log.debug("metadata of %s failed", info_hash.hex(), exc_info=True)
+                self.metadata_failed += 1
+                reason = f"unexpected error: {type(exc).__name__}: {exc}"
+                self.store.record_metadata_failure(info_hash, time.time(), reason[:200])
+
+    async def _resolve_one(self, info_hash: bytes, peer: Addr | None) -> None:
         from magnet.io.resolve import ResolveError, resolve
         from magnet.uri import MagnetError, MagnetLink
 
         cfg = self.config
         loop = asyncio.get_running_loop()
-        while True:
-            info_hash, peer = await self._meta_queue.get()
-            deadline = loop.time() + cfg.metadata_timeout_s
-            found = await self._find_peers(info_hash, cfg.metadata_timeout_s)
-            known = [peer] if peer else []  # the announced peer, if any, goes first
-            peers = list(dict.fromkeys([*known, *(found.peers if found else [])]))
-            try:
-                if not peers:
-                    raise ResolveError(_no_peers(found, cfg.metadata_timeout_s), "no-peers")
-                result = await resolve(
-                    MagnetLink(btih=info_hash, peers=tuple(peers)),
-                    timeout=max(0.5, deadline - loop.time()),
-                    use_dht=False,  # the peers were just looked up through our own nodes
-                    use_trackers=False,
-                    max_connections=cfg.metadata_connections,
-                )
-            except (ResolveError, MagnetError) as exc:
-                self.metadata_failed += 1
-                reason = exc.reason if isinstance(exc, ResolveError) else str(exc)
-                self.store.record_metadata_failure(info_hash, time.time(), reason)
-                continue
-            meta = result.meta
-            self.metadata_ok += 1
-            self.store.record_metadata(
-                info_hash,
-                name=meta.name,
-                total_size=meta.total_size,
-                piece_length=meta.piece_length,
-                files=[FileRow("/".join(f.path), f.length) for f in meta.files],
-                wall=time.time(),
-                peer=result.peer,
+        deadline = loop.time() + cfg.metadata_timeout_s
+        found = await self._find_peers(info_hash, cfg.metadata_timeout_s)
+        known = [peer] if peer else []  # the announced peer, if any, goes first
+        # Peers from the DHT pass the crawl's address policy, as nodes do.
+        looked_up = [p for p in (found.peers if found else []) if self.policy.acceptable(p)]
+        peers = list(dict.fromkeys([*known, *looked_up]))
+        try:
+            if not peers:
+                raise ResolveError(_no_peers(found, cfg.metadata_timeout_s), "no-peers")
+            result = await resolve(
+                MagnetLink(btih=info_hash, peers=tuple(peers)),
+                timeout=max(0.5, deadline - loop.time()),
+                use_dht=False,  # the peers were just looked up through our own nodes
+                use_trackers=False,
+                max_connections=cfg.metadata_connections,
+                allow_private=self.policy.allow_private,
             )
+        except (ResolveError, MagnetError) as exc:
+            self.metadata_failed += 1
+            reason = exc.reason if isinstance(exc, ResolveError) else str(exc)
+            self.store.record_metadata_failure(info_hash, time.time(), reason)
+            return
+        meta = result.meta
+        self.store.record_metadata(
+            info_hash,
+            name=meta.name,
+            total_size=meta.total_size,
+            piece_length=meta.piece_length,
+            files=[FileRow("/".join(f.path), f.length) for f in meta.files],
+            wall=time.time(),
+            peer=result.peer,
+        )
+        self.metadata_ok += 1
 
     # --- numbers -----------------------------------------------------------------------------
 
@@ -471,6 +488,16 @@ class Crawler:
             "metadata": self.metadata_ok,
             "rate": (st.sent / elapsed) if elapsed > 0 else 0.0,
         }
+
+
+def crawl_policy(config: CrawlConfig) -> AddressPolicy:
+    """Where the crawl may send, and which peers it may dial: ``allow_private`` opens
+    private and loopback addresses; otherwise the bind address and the bootstrap addresses
+    decide, as for a DHT node (``AddressPolicy.for_network``): a crawl bootstrapped from
+    loopback or LAN addresses is a crawl of a lab network."""
+    if config.allow_private:
+        return AddressPolicy(allow_private=True, allow_loopback=True)
+    return AddressPolicy.for_network(config.host, config.bootstrap or ())
 
 
 def _no_peers(found: PeersLookedUp | None, timeout: float) -> str:

@@ -38,6 +38,10 @@ bytes); addresses are text IP plus an integer port.
 Example: ``SELECT lower(hex(info_hash)), name, total_size FROM info_hashes JOIN metadata
 USING (info_hash) WHERE first_seen > strftime('%s','now','-1 hour') ORDER BY total_size
 DESC``.
+
+Everything stored came from strangers, so it is made safe where it enters: integers are
+clamped to what SQLite stores (signed 64 bits; one answer with ``num`` = 2**64 once failed a
+whole batch), and CSV cells that a spreadsheet would run as a formula get a leading ``'``.
 """
 
 from __future__ import annotations
@@ -126,6 +130,21 @@ CREATE TABLE IF NOT EXISTS metadata_failures (
 """
 
 Addr = tuple[str, int]
+
+# SQLite's INTEGER is signed 64-bit; a bigger Python int fails the whole batch's insert.
+SQLITE_INT_MIN = -(1 << 63)
+SQLITE_INT_MAX = (1 << 63) - 1
+
+
+def clamp_int(value: int | None) -> int | None:
+    """``value`` within what SQLite stores (None stays None): counts from the network."""
+    if value is None:
+        return None
+    return min(max(int(value), SQLITE_INT_MIN), SQLITE_INT_MAX)
+
+
+def _port(addr: Addr | None) -> int | None:
+    return clamp_int(addr[1]) if addr else None
 
 
 @dataclass(slots=True)
@@ -277,8 +296,17 @@ class CrawlStore:
         peer: Addr | None,
     ) -> None:
         peer_text = format_hostport(peer) if peer else None
-        row = (info_hash, name, total_size, len(files), piece_length, wall, peer_text)
-        file_rows = [(info_hash, i, f.path, f.length) for i, f in enumerate(files)]
+        # Sizes come from a stranger's info dict (verified against the hash, not sane).
+        row = (
+            info_hash,
+            name,
+            clamp_int(total_size),
+            len(files),
+            clamp_int(piece_length),
+            wall,
+            peer_text,
+        )
+        file_rows = [(info_hash, i, f.path, clamp_int(f.length)) for i, f in enumerate(files)]
         self._metadata.append((row, file_rows))
         self._failures.pop(info_hash, None)
 
@@ -333,13 +361,13 @@ class CrawlStore:
                         ih,
                         s.first,
                         s.last,
-                        s.count,
+                        clamp_int(s.count),
                         s.how,
                         s.node[0] if s.node else None,
-                        s.node[1] if s.node else None,
+                        _port(s.node),
                         s.node_id,
                         s.peer[0] if s.peer else None,
-                        s.peer[1] if s.peer else None,
+                        _port(s.peer),
                     )
                     for ih, s in hashes.items()
                 ],
@@ -350,7 +378,10 @@ class CrawlStore:
                    ON CONFLICT (info_hash, peer_ip, peer_port) DO UPDATE SET
                        last_seen = max(last_seen, excluded.last_seen),
                        count = count + excluded.count""",
-                [(ih, p[0], p[1], v[0], v[1], int(v[2])) for (ih, p), v in announces.items()],
+                [
+                    (ih, p[0], _port(p), v[0], v[1], clamp_int(int(v[2])))
+                    for (ih, p), v in announces.items()
+                ],
             )
             db.executemany(
                 """INSERT INTO nodes (ip, port, node_id, first_seen, last_seen, bep51, num,
@@ -368,17 +399,17 @@ class CrawlStore:
                 [
                     (
                         n.addr[0],
-                        n.addr[1],
+                        _port(n.addr),
                         n.node_id,
                         n.first_seen,
                         n.last_seen,
                         None if n.bep51 is None else int(n.bep51),
-                        n.num,
-                        n.interval,
-                        n.samples,
-                        n.new_hashes,
-                        n.queries,
-                        n.replies,
+                        clamp_int(n.num),
+                        clamp_int(n.interval),
+                        clamp_int(n.samples),
+                        clamp_int(n.new_hashes),
+                        clamp_int(n.queries),
+                        clamp_int(n.replies),
                     )
                     for n in nodes.values()
                 ],
@@ -488,8 +519,22 @@ def _hostport(ip: str | None, port: int | None) -> str | None:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+# A spreadsheet opening the CSV runs a cell starting with one of these as a formula
+# (CSV injection): names come from strangers' torrents, so such cells are quoted with "'".
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: object) -> object:
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def export(db_path: str | Path, out: TextIO, fmt: str, *, since: float | None = None) -> int:
-    """Write every info-hash as JSON lines (with files) or CSV (without). Returns the count."""
+    """Write every info-hash as JSON lines (with files) or CSV (without). Returns the count.
+
+    JSON lines are exact; CSV text cells that a spreadsheet would take for a formula start
+    with an added ``'``."""
     count = 0
     if fmt == "jsonl":
         for rec in iter_records(db_path, since=since):
@@ -499,7 +544,7 @@ def export(db_path: str | Path, out: TextIO, fmt: str, *, since: float | None = 
         writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for rec in iter_records(db_path, since=since, with_files=False):
-            writer.writerow(rec)
+            writer.writerow({k: _csv_cell(v) for k, v in rec.items()})
             count += 1
     else:
         raise ValueError(f"unknown format {fmt!r} (jsonl or csv)")

@@ -71,6 +71,14 @@ def resolve(
             " up), prefer, require, off."
         ),
     ] = "auto",
+    allow_private: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private",
+            help="Also connect to peers and trackers on private or loopback addresses (on by"
+            " itself when the link's x.pe or the bootstrap addresses are such).",
+        ),
+    ] = False,
 ) -> None:
     """Resolve magnet links into verified .torrent files, using the DHT (no tracker needed).
 
@@ -95,6 +103,7 @@ def resolve(
         use_trackers=not no_trackers,
         trackers=tuple(tracker or ()),
         encryption=encryption,
+        allow_private=allow_private,
     )
     routers = parse_bootstrap(bootstrap)
     from magnet.uri import MagnetError, parse_info_hash_or_magnet
@@ -149,6 +158,7 @@ class ResolveOptions:
     use_trackers: bool
     trackers: tuple[str, ...]
     encryption: str
+    allow_private: bool = False
 
     def resolve_options(self) -> dict[str, Any]:
         """Keyword arguments of ``magnet.resolve`` (and ``resolve_many``), one link or many."""
@@ -160,6 +170,7 @@ class ResolveOptions:
             "use_trackers": self.use_trackers,
             "trackers": self.trackers,
             "encryption": self.encryption,
+            "allow_private": self.allow_private,
         }
 
 

@@ -8,9 +8,11 @@ so it is imported inside `fetch` only: merely importing this module stays cheap.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
+from dht.addresses import AddressClass, classify
+from dht.wire import Addr
 from magnet.trackers.http import (
     MAX_SCRAPE_HASHES,
     announce_url,
@@ -26,6 +28,7 @@ from magnet.trackers.messages import (
     AnnounceResult,
     ScrapeStats,
     TrackerError,
+    refused_host,
 )
 
 if TYPE_CHECKING:
@@ -56,14 +59,24 @@ async def fetch(
     max_redirects: int = MAX_REDIRECTS,
     max_body: int = MAX_BODY_BYTES,
     ssl_context: ssl.SSLContext | None = None,
+    accept: Callable[[Addr], bool] | None = None,
 ) -> tuple[int, str, bytes]:
     """GET ``url``; returns (status, reason phrase, body). Raises `TrackerError` only.
 
     ``ssl_context`` replaces the default certificate checks for https (a private CA).
+    ``accept`` (an address policy) judges every host before we connect: the addresses a
+    name resolves to (in the connector's resolver, so a name cannot resolve to one address
+    when checked and another when dialled) and address literals in the URL and in every
+    redirect. A tracker must not be able to point us at our own LAN or machine.
     """
     import aiohttp
     import yarl
 
+    guard: dict[str, Any] = {}
+    if accept is not None:
+        first = yarl.URL(url, encoded=True)
+        _check_literal(first.raw_host, first.port, accept)
+        guard = _policy_session_options(accept)
     try:
         async with asyncio.timeout(timeout):
             async with (
@@ -76,6 +89,7 @@ async def fetch(
                     # A redirect's Location must be followed as written: re-quoting turns
                     # an escaped info_hash byte such as %28 back into "(".
                     requote_redirect_url=False,
+                    **guard,
                 ) as session,
                 # encoded=True: the query is already percent-encoded byte by byte and must
                 # reach the tracker as it is, not re-quoted.
@@ -122,6 +136,58 @@ async def fetch(
         ) from None
 
 
+def _check_literal(host: str | None, port: int | None, accept: Callable[[Addr], bool]) -> None:
+    """Refuse an address literal the policy refuses (names are judged after DNS)."""
+    if host is None or classify(host) is AddressClass.INVALID:
+        return
+    if not accept((host, port or 80)):
+        raise TrackerError(refused_host(host, (host, port or 80)))
+
+
+def _policy_session_options(accept: Callable[[Addr], bool]) -> dict[str, Any]:
+    """A connector whose resolver drops refused addresses, and a redirect hook that checks
+    each ``Location``'s address literal before aiohttp follows it."""
+    import aiohttp
+    import yarl
+
+    class PolicyResolver(aiohttp.abc.AbstractResolver):
+        def __init__(self) -> None:
+            self._inner = aiohttp.DefaultResolver()
+
+        async def resolve(
+            self, host: str, port: int = 0, family: Any = 0
+        ) -> list[aiohttp.abc.ResolveResult]:
+            found = await self._inner.resolve(host, port, family)
+            allowed = [r for r in found if accept((r["host"], r["port"] or port or 80))]
+            if found and not allowed:
+                raise TrackerError(refused_host(host, (found[0]["host"], port)))
+            return allowed
+
+        async def close(self) -> None:
+            await self._inner.close()
+
+    async def on_redirect(
+        session: aiohttp.ClientSession,
+        ctx: object,
+        params: aiohttp.TraceRequestRedirectParams,
+    ) -> None:
+        resp = params.response
+        location = resp.headers.get("Location") or resp.headers.get("URI")
+        if location:
+            try:
+                hop = resp.url.join(yarl.URL(location, encoded=True))
+            except ValueError:
+                return  # aiohttp rejects it itself
+            _check_literal(hop.raw_host, hop.port, accept)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_redirect.append(on_redirect)
+    return {
+        "connector": aiohttp.TCPConnector(resolver=PolicyResolver()),
+        "trace_configs": [trace],
+    }
+
+
 async def http_announce(
     url: str,
     request: AnnounceRequest,
@@ -131,6 +197,7 @@ async def http_announce(
     max_redirects: int = MAX_REDIRECTS,
     max_body: int = MAX_BODY_BYTES,
     ssl_context: ssl.SSLContext | None = None,
+    accept: Callable[[Addr], bool] | None = None,
 ) -> AnnounceResult:
     """Announce to the HTTP(S) tracker at ``url``; raises `TrackerError`."""
     status, phrase, body = await fetch(
@@ -139,6 +206,7 @@ async def http_announce(
         max_redirects=max_redirects,
         max_body=max_body,
         ssl_context=ssl_context,
+        accept=accept,
     )
     return read_answer(status, phrase, body, lambda b: parse_announce(b, max_peers=max_peers))
 
@@ -151,6 +219,7 @@ async def http_scrape(
     max_redirects: int = MAX_REDIRECTS,
     max_body: int = MAX_BODY_BYTES,
     ssl_context: ssl.SSLContext | None = None,
+    accept: Callable[[Addr], bool] | None = None,
 ) -> dict[bytes, ScrapeStats]:
     """Scrape up to `MAX_SCRAPE_HASHES` torrents from the tracker announcing at ``url``."""
     if not 1 <= len(info_hashes) <= MAX_SCRAPE_HASHES:
@@ -164,5 +233,6 @@ async def http_scrape(
         max_redirects=max_redirects,
         max_body=max_body,
         ssl_context=ssl_context,
+        accept=accept,
     )
     return read_answer(status, phrase, body, lambda b: parse_scrape(b, info_hashes))

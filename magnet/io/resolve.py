@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dht.addresses import AddressClass, AddressPolicy, classify
 from dht.io.timer import CoreTimer
 from dht.version import PEER_ID_PREFIX
 from magnet.resolution import Close, Connect, Resolution, ResolutionStats, Resolved, Send
@@ -29,7 +30,7 @@ from magnet.uri import MagnetLink, parse_info_hash_or_magnet
 if TYPE_CHECKING:
     from dht.io.node import Node
 
-__all__ = ["Progress", "ResolveError", "ResolveResult", "resolve"]
+__all__ = ["Progress", "ResolveError", "ResolveResult", "peer_policy", "resolve"]
 
 Addr = tuple[str, int]
 CLIENT_PREFIX = PEER_ID_PREFIX  # Azureus-style peer id prefix, from dht.version
@@ -225,6 +226,7 @@ async def resolve(
     max_connections: int = 40,
     max_metadata_size: int = 32 * 1024 * 1024,
     on_progress: Callable[[Progress], None] | None = None,
+    allow_private: bool = False,
 ) -> ResolveResult:
     """Fetch and verify the info dict a magnet link names.
 
@@ -234,6 +236,10 @@ async def resolve(
     link's ``tr`` trackers and ``trackers`` are announced to in parallel with the DHT lookup
     (unless ``use_trackers`` is False); a dead or slow tracker never delays the rest. Raises
     ``ResolveError`` with a one-line reason on bad input, timeout or when no source is left.
+
+    Peers and tracker hosts on private or loopback addresses are refused (strangers must not
+    make us dial our own LAN) unless ``allow_private`` is True or the network is a lab one:
+    the link's own ``x.pe`` peers or the DHT's bootstrap addresses are private or loopback.
     """
     started = time.monotonic()
     if isinstance(link, str):
@@ -248,6 +254,7 @@ async def resolve(
     def mark(phase: str) -> None:
         trace.append((phase, round(time.monotonic() - started, 4)))
 
+    policy = peer_policy(link, node=node, bootstrap=bootstrap, allow_private=allow_private)
     resolution = Resolution(
         link.dht_key,
         peer_id=new_peer_id(),
@@ -257,6 +264,7 @@ async def resolve(
         max_metadata_size=max_metadata_size,
         encryption=encryption,
         randbytes=os.urandom,
+        accept=_peer_filter(link, policy),
     )
     progress = Progress()
 
@@ -280,7 +288,7 @@ async def resolve(
     try:
         for url in tracker_urls:
             source = _tracker_source(
-                url, link.dht_key, resolution.peer_id, fetcher, tracker_errors, mark
+                url, link.dht_key, resolution.peer_id, fetcher, tracker_errors, mark, policy
             )
             tasks.append(asyncio.create_task(source))
         if link.peers:
@@ -403,13 +411,20 @@ async def _tracker_source(
     fetcher: _Fetcher,
     errors: dict[str, str],
     mark: Callable[[str], None],
+    policy: AddressPolicy,
 ) -> None:
-    """One announce to one tracker, its peers into the pool; a failure is only recorded."""
+    """One announce to one tracker, its peers into the pool; a failure is only recorded.
+    The tracker's host passes ``policy`` after DNS (and after every redirect)."""
     from magnet.io.trackers import TrackerError, announce
 
     try:
         result = await announce(
-            url, key, peer_id=peer_id, port=TRACKER_PORT, timeout=TRACKER_TIMEOUT_S
+            url,
+            key,
+            peer_id=peer_id,
+            port=TRACKER_PORT,
+            timeout=TRACKER_TIMEOUT_S,
+            accept=policy.acceptable,
         )
     except TrackerError as exc:
         errors[url] = exc.reason
@@ -422,6 +437,42 @@ async def _tracker_source(
     if result.peers:
         mark(f"peers from tracker {url}")
         fetcher.add_peers(result.peers, f"tracker {url}")
+
+
+def peer_policy(
+    link: MagnetLink,
+    *,
+    node: Node | None = None,
+    bootstrap: Sequence[Addr] | None = None,
+    allow_private: bool = False,
+) -> AddressPolicy:
+    """Which peers and tracker hosts a resolve may connect to.
+
+    ``allow_private`` opens private and loopback addresses. Otherwise the DHT node's network
+    decides, as ``dht.io.node`` does for nodes (``AddressPolicy.for_network``: its bind
+    address and its bootstrap addresses), widened by the link's own ``x.pe`` peers: a user
+    who hands us a loopback or LAN peer, or bootstraps from one, is on a lab network.
+    """
+    if allow_private:
+        return AddressPolicy(allow_private=True, allow_loopback=True)
+    if node is not None:
+        host, routers = node.host, tuple(node.routers)
+    else:
+        host, routers = "0.0.0.0", tuple(bootstrap or ())
+    return AddressPolicy.for_network(host, (*routers, *link.peers))
+
+
+def _peer_filter(link: MagnetLink, policy: AddressPolicy) -> Callable[[Addr], bool]:
+    """``policy`` for peers, except host names the link itself names in ``x.pe``: the user
+    chose those, and the policy judges addresses, not names (DHT peers are addresses)."""
+    named = frozenset(p for p in link.peers if not _is_ip(p[0]))
+    if not named:
+        return policy.acceptable
+    return lambda addr: addr in named or policy.acceptable(addr)
+
+
+def _is_ip(host: str) -> bool:
+    return classify(host) is not AddressClass.INVALID
 
 
 def _explain_trackers(urls: list[str], errors: dict[str, str]) -> str:

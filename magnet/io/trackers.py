@@ -20,6 +20,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from dht.wire import Addr
 from magnet.trackers.messages import (
     MAX_PEERS,
     UNKNOWN_LEFT,
@@ -138,13 +139,17 @@ async def announce(
     max_peers: int = MAX_PEERS,
     retry_schedule: Sequence[float] | None = None,
     rng: random.Random | None = None,
+    accept: Callable[[Addr], bool] | None = None,
 ) -> AnnounceResult:
     """Announce ``info_hash`` to the tracker at ``url`` and return what it answered.
 
     :param timeout: cap in seconds on the whole call, name lookup included.
     :param key: 32-bit announce key; random if None (keep one per session to be recognised).
     :param retry_schedule: UDP only: seconds to wait after each attempt (default 0.5, 1, 2).
-    :raises TrackerError: unsupported scheme, bad URL, timeout, failure, nonsense answer.
+    :param accept: address policy for the tracker's host, applied to the addresses its name
+        resolves to (and, over HTTP, to every redirect's); None: any address.
+    :raises TrackerError: unsupported scheme, bad URL, timeout, failure, nonsense answer,
+        a host the policy refuses.
     """
     target = parse_tracker_url(url)
     rng = rng or random.SystemRandom()
@@ -162,7 +167,7 @@ async def announce(
     )
 
     async def over_udp(deadline: float) -> AnnounceResult:
-        async with await _open_udp(target, rng, retry_schedule, max_peers) as tracker:
+        async with await _open_udp(target, rng, retry_schedule, max_peers, accept) as tracker:
             left = deadline - asyncio.get_running_loop().time()
             answer = await tracker.announce(request, timeout=left)
         return AnnounceResult(
@@ -177,7 +182,7 @@ async def announce(
         from magnet.io.http_tracker import http_announce
 
         left = deadline - asyncio.get_running_loop().time() + target.inner_grace_s
-        return await http_announce(url, request, timeout=left, max_peers=max_peers)
+        return await http_announce(url, request, timeout=left, max_peers=max_peers, accept=accept)
 
     return await _capped(timeout, target.outer_grace_s, over_udp if target.is_udp else over_http)
 
@@ -189,12 +194,14 @@ async def scrape(
     timeout: float,
     retry_schedule: Sequence[float] | None = None,
     rng: random.Random | None = None,
+    accept: Callable[[Addr], bool] | None = None,
 ) -> dict[bytes, ScrapeStats]:
     """Seeders, completed downloads and leechers of ``info_hashes`` at the tracker at ``url``.
 
     Torrents the tracker left out are absent from the result. Long lists are split into
     several requests (74 per UDP packet, 50 per HTTP URL), sent concurrently.
 
+    :param accept: as for `announce`.
     :raises TrackerError: as `announce`; also when an HTTP tracker has no scrape URL (BEP 48).
     """
     target = parse_tracker_url(url)
@@ -213,7 +220,7 @@ async def scrape(
         left = deadline - asyncio.get_running_loop().time() + target.inner_grace_s
         return await _all(
             [
-                http.http_scrape(url, hashes[i : i + step], timeout=left)
+                http.http_scrape(url, hashes[i : i + step], timeout=left, accept=accept)
                 for i in range(0, len(hashes), step)
             ]
         )
@@ -222,7 +229,7 @@ async def scrape(
         from magnet.trackers import udp
 
         step = udp.MAX_SCRAPE_HASHES
-        async with await _open_udp(target, rng, retry_schedule) as tracker:
+        async with await _open_udp(target, rng, retry_schedule, accept=accept) as tracker:
             # One connect serves every chunk: the core shares its connection id.
             left = deadline - asyncio.get_running_loop().time()
             answers = await _all(
@@ -256,6 +263,7 @@ async def _open_udp(
     rng: random.Random | None,
     retry_schedule: Sequence[float] | None,
     max_peers: int = MAX_PEERS,
+    accept: Callable[[Addr], bool] | None = None,
 ) -> UdpTracker:
     from magnet.io.udp_tracker import UdpTracker
     from magnet.trackers.udp import DEFAULT_RETRY_SCHEDULE_S
@@ -267,4 +275,5 @@ async def _open_udp(
         retry_schedule=retry_schedule or DEFAULT_RETRY_SCHEDULE_S,
         max_peers=max_peers,
         url_data=target.url_data,
+        accept=accept,
     )

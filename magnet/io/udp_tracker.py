@@ -13,12 +13,12 @@ import asyncio
 import logging
 import random
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from dht.io.timer import CoreTimer
 from dht.wire import Addr
-from magnet.trackers.messages import MAX_PEERS, AnnounceRequest, TrackerError
+from magnet.trackers.messages import MAX_PEERS, AnnounceRequest, TrackerError, refused_host
 from magnet.trackers.udp import (
     DEFAULT_RETRY_SCHEDULE_S,
     Announced,
@@ -56,8 +56,11 @@ class UdpTracker(asyncio.DatagramProtocol):
         retry_schedule: Sequence[float] = DEFAULT_RETRY_SCHEDULE_S,
         max_peers: int = MAX_PEERS,
         url_data: bytes = b"",
+        accept: Callable[[Addr], bool] | None = None,
     ) -> UdpTracker:
-        """Resolve ``host`` (first address wins) and open a socket connected to it."""
+        """Resolve ``host`` (first address ``accept`` allows wins) and open a socket
+        connected to it. ``accept`` is checked after DNS, so a public name that resolves to
+        a private or loopback address is refused like the address itself."""
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
@@ -65,8 +68,13 @@ class UdpTracker(asyncio.DatagramProtocol):
             raise TrackerError(f"cannot resolve {host!r}: {exc.strerror or exc}") from exc
         if not infos:
             raise TrackerError(f"cannot resolve {host!r}")
-        family, _, _, _, sockaddr = infos[0]
-        addr: Addr = (str(sockaddr[0]), int(sockaddr[1]))
+        choices = [(info[0], (str(info[4][0]), int(info[4][1]))) for info in infos]
+        if accept is not None:
+            allowed = [c for c in choices if accept(c[1])]
+            if not allowed:
+                raise TrackerError(refused_host(host, choices[0][1]))
+            choices = allowed
+        family, addr = choices[0]
         client = UdpTrackerClient(
             addr,
             rng=rng or random.SystemRandom(),

@@ -23,6 +23,7 @@ __all__ = [
     "ScrapeStats",
     "TrackerError",
     "decode_compact_peers",
+    "refused_host",
     "tracker_text",
 ]
 
@@ -57,6 +58,15 @@ class TrackerError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def refused_host(host: str, addr: tuple[str, int]) -> str:
+    """The reason for a tracker host the address policy refused (private, loopback)."""
+    shown = addr[0] if host == addr[0] else f"{host} ({addr[0]})"
+    return (
+        f"tracker host {shown} is a private or loopback address: refused"
+        " (allow_private opts in)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
