@@ -40,7 +40,7 @@ from crawl.health import Counters, HealthMeter
 from crawl.io.store import CrawlStore, FileRow, NodeRow
 from crawl.scheduler import CrawlStats, SchedulerConfig
 from dht.addresses import AddressPolicy, format_hostport
-from dht.io.node import ANSWER_FOOTPRINT_BYTES, MIN_PENDING, RECEIVE_BUFFER_BYTES
+from dht.io.node import ANSWER_FOOTPRINT_BYTES, MIN_PENDING, RECEIVE_BUFFER_BYTES, bind_udp
 from dht.protocol import DhtConfig
 from dht.wire import Addr
 
@@ -206,7 +206,7 @@ class Crawler:
             for via in range(cfg.ids):
                 port = cfg.port + via if cfg.port else 0
                 for family, host in binds:
-                    sock = _bind(family, host, port)
+                    sock = bind_udp(family, host, port, RECEIVE_BUFFER_BYTES)
                     socks.append(sock)
                     port = port or int(sock.getsockname()[1])  # both families on one port
             dht = DhtConfig(
@@ -513,24 +513,6 @@ def _no_peers(found: PeersLookedUp | None, timeout: float) -> str:
 
 def _family(host: str) -> int:
     return 6 if ":" in host else 4
-
-
-def _bind(family: int, host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
-        except OSError as exc:
-            log.debug("cannot set SO_RCVBUF to %d: %s", RECEIVE_BUFFER_BYTES, exc)
-        if family == 6:
-            # IPv6 only: the IPv4 DHT has its own socket (and core) on the same port.
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.setblocking(False)
-        sock.bind((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def _fits(socks: Sequence[socket.socket]) -> int:

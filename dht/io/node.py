@@ -34,7 +34,7 @@ from dht.io.timer import CoreTimer
 from dht.protocol import DhtConfig, DhtProtocol
 from dht.wire import Addr, NodeContact, Response
 
-__all__ = ["DhtQueryError", "Node", "PeerStream", "run"]
+__all__ = ["DhtQueryError", "Node", "PeerStream", "bind_udp", "run"]
 
 log = logging.getLogger("dht.io.node")
 
@@ -264,7 +264,7 @@ class Node:
         port = self.port
         try:
             for family, host in binds:
-                sock = _bind(family, host, port, self.receive_buffer)
+                sock = bind_udp(family, host, port, self.receive_buffer)
                 try:
                     self._fit_pending_to(sock)
                     core = DhtProtocol(
@@ -544,7 +544,9 @@ class Node:
         endpoint.flush()
 
 
-def _bind(family: int, host: str, port: int, receive_buffer: int | None) -> socket.socket:
+def bind_udp(family: int, host: str, port: int, receive_buffer: int | None) -> socket.socket:
+    """A non-blocking UDP socket for one DHT family (IPv6 sockets are IPv6 only), asking for
+    ``receive_buffer`` bytes of receive buffer (the kernel may cap it)."""
     sock = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET, socket.SOCK_DGRAM)
     try:
         if receive_buffer:
