@@ -154,6 +154,9 @@ class ConnectionState(enum.Enum):
 # Bencoded values nest; an ut_metadata header needs depth 1, so 32 is generous and bounds
 # the work a hostile peer can make us do.
 _MAX_BENCODE_DEPTH: Final = 32
+# libtorrent's own handshake is ~300 bytes; BEP 10 sets no limit, 64 KiB leaves room for
+# clients that send long version strings or many extensions.
+MAX_EXT_HANDSHAKE_BYTES: Final = 64 * 1024
 
 
 class PeerConnection:
@@ -358,9 +361,16 @@ class PeerConnection:
         return Ignored(kind if kind else f"message #{msg_id}")
 
     def _read_ext_handshake(self, body: memoryview) -> PeerEvent:
+        # The front door: a size cap and a nesting bound checked by a flat scan before
+        # bencode2 builds anything (it takes ~16 ms to reject 60 KB of unclosed nesting).
+        if len(body) > MAX_EXT_HANDSHAKE_BYTES:
+            return self._violation(f"ext handshake over {MAX_EXT_HANDSHAKE_BYTES} bytes")
+        raw = bytes(body)
         try:
-            d = bencode2.bdecode(bytes(body))
-        except ValueError:  # BencodeDecodeError is a ValueError
+            if value_end(raw, 0, max_depth=_MAX_BENCODE_DEPTH) != len(raw):
+                return self._violation("ext handshake is not valid bencoding (bytes after it)")
+            d = bencode2.bdecode(raw)
+        except ValueError:  # BencodeError and BencodeDecodeError are ValueErrors
             return self._violation("ext handshake is not valid bencoding")
         if not isinstance(d, dict):
             return self._violation("ext handshake is not a dict")
