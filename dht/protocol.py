@@ -166,23 +166,43 @@ class DhtProtocol:
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         stats = self.stats
         stats.received += 1
-        # Limits apply to queries only (every canonical query ends with its "y": "q"), so
-        # answers to our own lookups are never dropped; checked before decoding, as cheap as
-        # dropping gets. Queries from this host (testnets, local tools) are not limited.
-        if self._limited and data.endswith(b"1:y1:qe"):
-            refused = self._admission.refuse(addr[0], now)
-            if refused is not None:
-                stats.drop(refused)
+        # Limits apply to what a source sends unasked: queries (canonical ones end with their
+        # "y": "q", checked before decoding, as cheap as dropping gets), any other decoded
+        # query, and garbage, which is charged to its source's bucket. Answers to our own
+        # queries are never dropped: a source out of tokens is still heard when its datagram
+        # ends like an answer. Queries from this host (testnets, local tools) are not limited.
+        admitted = False
+        if self._limited:
+            ip = addr[0]
+            if data.endswith(b"1:y1:qe"):
+                refused = self._admission.refuse(ip, now)
+                if refused is not None:
+                    stats.drop(refused)
+                    return
+                admitted = True
+            elif (
+                not data.endswith(b"1:y1:re")
+                and not data.endswith(b"1:y1:ee")
+                and self._admission.exhausted(ip, now)
+            ):
+                stats.drop("rate limited")
                 return
         try:
             msg = decode(data)
         except KrpcDecodeError as exc:
             if exc.t is None:
                 stats.drop("garbage")
+                if self._limited:
+                    self._admission.charge(addr[0], now)
             elif exc.is_query:
                 if self.config.read_only:
                     stats.drop("read-only")
                     return
+                if self._limited and not admitted:
+                    refused = self._admission.refuse(addr[0], now)
+                    if refused is not None:
+                        stats.drop(refused)
+                        return
                 stats.errors_out += 1
                 self._out.append(
                     (encode_error(exc.t, exc.code, exc.reason, version=self.config.version), addr)
@@ -195,6 +215,11 @@ class DhtProtocol:
             return
         kind = type(msg)
         if kind is Query:
+            if self._limited and not admitted:
+                refused = self._admission.refuse(addr[0], now)
+                if refused is not None:
+                    stats.drop(refused)
+                    return
             self._on_query(msg, addr, now)  # type: ignore[arg-type]
         elif kind is Response:
             self._on_response(msg, addr, now)  # type: ignore[arg-type]
