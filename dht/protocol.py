@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from dht.answer_size import fit_answer
 from dht.config import VERSION, DhtConfig, Stats
 from dht.events import DhtEvent, ExternalAddressChanged, QueryFailed
 from dht.external_ip import ExternalIpVoter
@@ -220,7 +221,7 @@ class DhtProtocol:
                 if refused is not None:
                     stats.drop(refused)
                     return
-            self._on_query(msg, addr, now)  # type: ignore[arg-type]
+            self._on_query(msg, addr, now, len(data))  # type: ignore[arg-type]
         elif kind is Response:
             self._on_response(msg, addr, now)  # type: ignore[arg-type]
         else:
@@ -340,7 +341,7 @@ class DhtProtocol:
 
     # --- answering queries (the hot path) -----------------------------------------------------
 
-    def _on_query(self, q: Query, addr: Addr, now: float) -> None:
+    def _on_query(self, q: Query, addr: Addr, now: float, size: int) -> None:
         stats = self.stats
         cfg = self.config
         method = q.method
@@ -364,7 +365,13 @@ class DhtProtocol:
         except QueryRefusedError as exc:
             self._answer_error(q.t, exc.code, exc.message, ip, addr)
             return
-        self._out.append((encode_response(q.t, r, ip=ip, version=cfg.version), addr))
+        answer = encode_response(q.t, r, ip=ip, version=cfg.version)
+        if len(answer) > cfg.answer_floor and len(answer) > cfg.answer_ratio * size:
+            answer = fit_answer(
+                q.t, r, ip, cfg.version, max(cfg.answer_floor, int(cfg.answer_ratio * size))
+            )
+            stats.drop("answer trimmed")
+        self._out.append((answer, addr))
         # What the query tells us about the querier.
         if q.read_only or (cfg.enforce_node_id and not self._id_conforms(q.id, addr[0])):
             return
