@@ -5,6 +5,7 @@ chose. ``fit_answer`` trims an answer's lists until the encoded datagram fits a 
 (the core allows ``max(answer_floor, answer_ratio * query size)``): first the second DHT's
 ``nodes6`` a BEP 32 ``want`` added, then ``values`` (BEP 5 peers), then BEP 51 ``samples``,
 and ``nodes`` last, since a querier that gets nothing else still needs them to go on.
+Answers to this host (loopback) are not capped: they cannot be aimed at anyone else.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ class DhtConfig:
     max_values: int = 50  # peers per get_peers answer: keeps answers well under 1024 bytes
     # No answer is larger than max(answer_floor, answer_ratio * its query) bytes: a spoofed
     # query must not buy much more traffic toward its victim (lists are trimmed to fit).
-    answer_floor: int = 512
+    # The floor still holds a full BEP 51 answer (20 samples, 8 nodes): crawlers need it.
+    answer_floor: int = 768
     answer_ratio: float = 4.0
     sample_count: int = 20  # BEP 51 samples per answer (libtorrent's cap)
     sample_interval_s: int = 6 * 3600  # BEP 51 interval we ask crawlers to respect

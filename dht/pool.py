@@ -9,6 +9,10 @@ exact, and O(log n) rather than a scan.
 
 When full, the node verified longest ago makes room; ``stale`` hands out the oldest entries
 for re-verification, and ``remove`` drops those that no longer answer.
+
+One host (``dht.subnets``: an IPv4 address, an IPv6 /64) has one node in the pool, the one it
+verified last, and one /24 (IPv6 /48) at most ``per_subnet``: no host or network can fill the
+pool with its ids, or crowd the ids near a target so that a lookup in the pool gets slow.
 """
 
 from __future__ import annotations
@@ -17,14 +21,19 @@ from bisect import bisect_left, insort
 from collections import OrderedDict
 
 from dht.ids import ID_BITS, id_to_int, int_to_id
+from dht.subnets import host_key, subnet_key
 from dht.wire import Addr, NodeContact, pack_addr, unpack_addr, unpack_nodes
 
 __all__ = ["NodePool"]
 
 
 class NodePool:
-    def __init__(self, max_nodes: int = 100_000) -> None:
+    def __init__(self, max_nodes: int = 100_000, per_subnet: int = 8) -> None:
         self.max_nodes = max_nodes
+        self.per_subnet = per_subnet
+        self._keys: dict[int, tuple[bytes | None, bytes | None]] = {}  # id -> (host, subnet)
+        self._hosts: dict[bytes, int] = {}  # host -> its id in the pool
+        self._subnets: dict[bytes, int] = {}  # subnet -> nodes in the pool
         self._sorted: list[int] = []  # ids as ints, ascending
         # id -> compact node info; ordered by last verification, oldest first
         self._compact: OrderedDict[int, bytes] = OrderedDict()
@@ -44,23 +53,47 @@ class NodePool:
         except (OSError, ValueError, OverflowError):
             return
         if key in self._compact:
-            self._compact.move_to_end(key)
-            self._compact[key] = compact
-            self._verified_at[key] = now
-            return
+            if self._compact[key] == compact:
+                self._compact.move_to_end(key)
+                self._verified_at[key] = now
+                return
+            self._drop(key)  # a known id at a new address: placed again by the limits
+        host, subnet = host_key(addr[0]), subnet_key(addr[0])
+        if host is not None:
+            previous = self._hosts.get(host)
+            if previous is not None:  # the host has a new id: it replaces the old one
+                self._drop(previous)
+            if subnet is not None and self._subnets.get(subnet, 0) >= self.per_subnet:
+                return
         if len(self._sorted) >= self.max_nodes:
-            oldest, _ = self._compact.popitem(last=False)
-            del self._verified_at[oldest]
-            del self._sorted[bisect_left(self._sorted, oldest)]
+            self._drop(next(iter(self._compact)))
         insort(self._sorted, key)
         self._compact[key] = compact
         self._verified_at[key] = now
+        self._keys[key] = (host, subnet)
+        if host is not None:
+            self._hosts[host] = key
+            if subnet is not None:
+                self._subnets[subnet] = self._subnets.get(subnet, 0) + 1
+
+    def _drop(self, key: int) -> None:
+        del self._compact[key]
+        del self._verified_at[key]
+        del self._sorted[bisect_left(self._sorted, key)]
+        host, subnet = self._keys.pop(key)
+        if host is not None and self._hosts.get(host) == key:
+            del self._hosts[host]
+        if subnet is not None:
+            left = self._subnets[subnet] - 1
+            if left:
+                self._subnets[subnet] = left
+            else:
+                del self._subnets[subnet]
 
     def remove(self, node_id: bytes) -> None:
         key = id_to_int(node_id)
-        if self._compact.pop(key, None) is not None:
-            del self._verified_at[key]
-            del self._sorted[bisect_left(self._sorted, key)]
+        if key in self._compact:
+            self._drop(key)
 
     def closest_compact(self, target: bytes, n: int = 8) -> bytes:
         """The compact node info of the ``n`` nodes closest to ``target``, closest first.

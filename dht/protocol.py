@@ -366,7 +366,12 @@ class DhtProtocol:
             self._answer_error(q.t, exc.code, exc.message, ip, addr)
             return
         answer = encode_response(q.t, r, ip=ip, version=cfg.version)
-        if len(answer) > cfg.answer_floor and len(answer) > cfg.answer_ratio * size:
+        # Answers to this host cannot be aimed at anyone else: they are not capped.
+        if (
+            len(answer) > cfg.answer_floor
+            and len(answer) > cfg.answer_ratio * size
+            and not (addr[0].startswith("127.") or addr[0] == "::1")
+        ):
             answer = fit_answer(
                 q.t, r, ip, cfg.version, max(cfg.answer_floor, int(cfg.answer_ratio * size))
             )

@@ -23,7 +23,7 @@ def make_core(**cfg: object) -> DhtProtocol:
     core = DhtProtocol(b"s" * 20, rng=random.Random(1), now=0.0, config=config)
     rng = random.Random(2)
     for i in range(20):
-        core.routing.node_seen(rng.randbytes(20), (f"8.9.0.{i + 1}", 2), 0.0)
+        core.routing.node_seen(rng.randbytes(20), (f"8.{i + 1}.0.9", 2), 0.0)
     return core
 
 

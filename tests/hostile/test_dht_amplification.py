@@ -2,7 +2,9 @@
 
 A forged source makes us send our answer to a victim, so the worst answer/query size ratio
 over every query type must stay bounded: a full IPv4 and IPv6 table behind a BEP 32 ``want``,
-a full swarm of IPv6 peers in ``values``, a big store behind ``sample_infohashes``.
+a full swarm of IPv6 peers in ``values``, a big store behind ``sample_infohashes``. The cap
+is ``max(answer_floor, answer_ratio * query)``: the floor (768 bytes) still holds a full BEP 51
+answer (20 samples and 8 nodes), without which crawlers could not index a node.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from dht.protocol import DhtProtocol
 from dht.wire import Query, Response, decode, encode_query, unpack_nodes
 
 VICTIM = ("198.51.100.99", 53)
-RATIO = 4.0
-FLOOR = 512
+RATIO = DhtConfig().answer_ratio
+FLOOR = DhtConfig().answer_floor
 
 
 def loaded_pair() -> tuple[DhtProtocol, DhtProtocol]:
@@ -29,7 +31,7 @@ def loaded_pair() -> tuple[DhtProtocol, DhtProtocol]:
     v4.sibling, v6.sibling = v6, v4
     for i in range(600):
         node_id = rng.randbytes(20)
-        v4.routing.node_seen(node_id, (f"203.0.{i // 250}.{i % 250 + 1}", 6881), 1.0)
+        v4.routing.node_seen(node_id, (f"{i % 200 + 1}.{i // 200}.0.7", 6881), 1.0)
         v6.routing.node_seen(node_id, (f"2001:db8:{i:x}::1", 6881), 1.0)
     for core in (v4, v6):
         for h in range(2000):
@@ -74,7 +76,10 @@ def test_worst_answer_to_query_ratio_is_bounded(family: int) -> None:
             assert dst == victim
             assert len(answer) <= max(FLOOR, RATIO * len(data)), method
             worst = max(worst, len(answer) / len(data))
-    assert worst <= FLOOR / 56  # the smallest query is a ping of about 56 bytes
+    # Today's answers reached 9-16x; the smallest query with a list to answer (find_node,
+    # get_peers, sample_infohashes) is about 95 bytes.
+    assert worst <= FLOOR / 90
+    print(f"worst answer/query ratio, IPv{family}: {worst:.2f}")
     del v4, v6
 
 
@@ -101,10 +106,15 @@ def test_trimmed_answers_still_carry_what_matters() -> None:
 
 def test_a_big_query_may_get_a_big_answer() -> None:
     """The cap follows the query: padding a query (as BEP 44 puts are) earns a bigger answer."""
-    v4, _ = loaded_pair()
-    args: dict[bytes, object] = {b"id": b"q" * 20, b"info_hash": b"H" * 20, b"pad": b"p" * 300}
+    _, v6 = loaded_pair()
+    args: dict[bytes, object] = {
+        b"id": b"q" * 20,
+        b"info_hash": b"H" * 20,
+        b"want": [b"n4", b"n6"],
+        b"pad": b"p" * 300,
+    }
     data = encode_query(b"tt", b"get_peers", args)
-    v4.receive_datagram(data, VICTIM, 2.0)
-    ((answer, _),) = v4.datagrams_to_send(2.0)
+    v6.receive_datagram(data, ("2001:db8:ffff::99", 53), 2.0)
+    ((answer, _),) = v6.datagrams_to_send(2.0)
     assert FLOOR < len(answer) <= RATIO * len(data)
     assert isinstance(decode(data), Query)
