@@ -59,7 +59,7 @@ def test_get_peers_hands_out_a_token_and_the_stored_peers() -> None:
     core = make_core()
     core.storage.add(H, ("7.7.7.7", 7777), 0.0)
     r = core.answers.handlers[b"get_peers"](query(b"get_peers", H), ASKER, 1.0)
-    assert core.tokens.check(r[b"token"], ASKER[0], 1.0)
+    assert core.tokens.check(r[b"token"], ASKER[0], 1.0, H)
     assert len(r[b"values"]) == 1 and b"nodes" in r
 
 
@@ -69,7 +69,7 @@ def test_announce_peer_stores_the_peer_or_refuses_a_bad_token() -> None:
     with pytest.raises(QueryRefusedError) as refused:
         announce(query(b"announce_peer", H, token=b"nope", port=5), ASKER, 1.0)
     assert refused.value.code == ERROR_PROTOCOL
-    token = core.tokens.issue(ASKER[0], 1.0)
+    token = core.tokens.issue(ASKER[0], 1.0, H)
     assert announce(query(b"announce_peer", H, token=token, port=5), ASKER, 1.0) == {
         b"id": b"s" * 20
     }
