@@ -403,6 +403,14 @@ class DhtProtocol:
             self.stats.drop("unexpected response")
             return
         self.stats.responses_in += 1
+        asked = p.node_id
+        if asked is not None and asked != msg.id:
+            # Another node answers at the address we knew ``asked`` at (a restart without
+            # saved state, a BEP 42 id change): ``asked`` is not there any more.
+            self.stats.drop("answered by another id")
+            self.routing.node_moved(asked, addr, now)
+            if self.pool is not None:
+                self.pool.remove(asked)
         if msg.ip is not None and self.acceptable(msg.ip):
             self._external_vote(addr[0], msg.ip[0], now)
         trusted = not self.config.enforce_node_id or self._id_conforms(msg.id, addr[0])

@@ -365,6 +365,24 @@ class RoutingTable:
                 self._place(bucket, repl, now)
                 return
 
+    def node_moved(self, node_id: bytes, addr: Addr, now: float) -> None:
+        """Another id answered a query sent to ``node_id`` at ``addr``: if that is where we
+        know it, it is gone (one address is one node), so it leaves the table at once and
+        its place is free; if we know it elsewhere, the query counts as failed."""
+        entry = self._by_id.get(node_id)
+        if entry is None or entry.addr != addr:
+            self.node_failed(node_id, now)
+            return
+        bucket = self._buckets[self._index(entry.id_int)]
+        self._evict(bucket, entry)
+        self._next_questionable = 0.0
+        for i in range(len(bucket.replacements) - 1, -1, -1):
+            repl = bucket.replacements[i]
+            if repl.confirmed and self._admits(bucket, repl):
+                del bucket.replacements[i]
+                self._place(bucket, repl, now)
+                return
+
     def refreshed(self, index: int, now: float) -> None:
         """A refresh lookup into bucket ``index`` started: it counts as changed now, so it is
         not stale again for another refresh interval (BEP 5)."""
