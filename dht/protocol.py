@@ -290,6 +290,18 @@ class DhtProtocol:
                 kept += 1
         return kept
 
+    def contacts(self) -> list[NodeContact]:
+        """What a saved state should hold: the routing table's nodes, and while the table is
+        smaller than the state we were restored from, that state's contacts too, so that a
+        node that could not join (no router resolved, nobody answered) does not save a
+        worse state over a better one."""
+        table = self.routing.contacts()
+        saved = self.bootstrapper.saved
+        if len(table) >= len(saved):
+            return table
+        known = {c.id for c in table}
+        return table + [c for c in saved if c.id not in known]
+
     def add_node(self, addr: Addr, now: float) -> None:
         """Ping a node we were told about; it joins the table if it answers."""
         self.send_query(addr, b"ping", {}, now, NO_OWNER, None)
