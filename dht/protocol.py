@@ -13,6 +13,11 @@ over the state units ``routing``, ``tokens``, ``storage``, ``transactions``. Eac
 send has an owner (``transactions.RequestOwner``) told what became of it; this module only
 matches answers and deadlines to queries and calls the owner.
 
+Against a hostile network: ``wire.decode`` refuses deep nesting before decoding; the
+admission limits (``ratelimit.QueryAdmission``) hold for every decoded query and charge
+garbage to its source; ``answer_size.fit_answer`` keeps answers within a multiple of their
+query; the tables limit entries per host and subnet (``subnets``).
+
 Input never raises: garbage is dropped and counted, a decodable query with bad arguments gets
 error 203, an unknown method 204 (libtorrent sends 203 for that; both are accepted from
 others). A datagram's path: ``receive_datagram`` -> ``wire.decode`` -> ``_on_query`` (a

@@ -14,7 +14,7 @@ import socket
 
 from dht.addresses import AddressClass, classify_packed
 
-__all__ = ["host_key", "subnet_key"]
+__all__ = ["host_key", "packed_keys", "subnet_key"]
 
 _MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 _EXEMPT = (AddressClass.PRIVATE, AddressClass.LOOPBACK)
@@ -44,3 +44,13 @@ def subnet_key(ip: str) -> bytes | None:
     if b is None or classify_packed(b) in _EXEMPT:
         return None
     return b[:3] if len(b) == 4 else b[:6]
+
+
+def packed_keys(ip: bytes) -> tuple[bytes, bytes] | None:
+    """``(host_key, subnet_key)`` of a packed address (4 or 16 bytes, as in compact node
+    info), or None like ``host_key``."""
+    if len(ip) == 16 and ip[:12] == _MAPPED_PREFIX:
+        ip = ip[12:]
+    if classify_packed(ip) in _EXEMPT or len(ip) not in (4, 16):
+        return None
+    return (ip, ip[:3]) if len(ip) == 4 else (ip[:8], ip[:6])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Any
 
 from dht.ids import id_to_int
 from dht.pool import NodePool
@@ -99,6 +100,30 @@ def test_pool_ties_against_a_target_stay_few() -> None:
         pool.add(n, (f"198.51.{i % 64}.{i // 64 % 250 + 1}", 6881), 1.0)
     assert len(pool) <= 64 * 8
     assert len(pool.closest(target, 8)) == 8
+
+
+def test_pool_closest_is_exact_among_ties_without_walking_them() -> None:
+    """Ids that all share exactly as many bits with the target (a private lab network is not
+    limited): ``closest`` still finds the exact 8 by bisection, looking at a few ids only."""
+    target = b"\x42" * 20
+    t = id_to_int(target)
+    base = (t ^ (1 << 40)) >> 40 << 40
+    pool = NodePool()
+    rng = random.Random(11)
+    for i in range(20_000):
+        n = (base | rng.getrandbits(40)).to_bytes(20, "big")
+        pool.add(n, (f"10.{i // 250 % 250}.{i % 250}.1", 6881), 1.0)
+    seen: list[int] = []
+
+    class Watched(list[int]):
+        def __getitem__(self, i: Any) -> Any:
+            seen.append(1)
+            return super().__getitem__(i)
+
+    everything = sorted(pool._sorted, key=lambda i: i ^ t)[:8]
+    pool._sorted = Watched(pool._sorted)
+    assert [id_to_int(c.id) for c in pool.closest(target, 8)] == everything
+    assert len(seen) < 500  # no walk over the 20,000 ties (it took 40,000 reads)
 
 
 def test_one_host_cannot_evict_an_honest_swarm() -> None:
