@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from dht.ids import ID_BITS, id_to_int
-from dht.subnets import host_key, subnet_key
+from dht.subnets import packed_keys
 from dht.wire import Addr, NodeContact, pack_addr
 
 __all__ = ["GOOD_FOR_S", "AddResult", "Bucket", "NodeEntry", "RoutingTable"]
@@ -400,16 +400,11 @@ class RoutingTable:
             compact = node_id + pack_addr(addr)
         except (OSError, ValueError, OverflowError):
             return None
-        ip = addr[0]
-        return NodeEntry(
-            node_id,
-            addr,
-            id_to_int(node_id),
-            compact,
-            now,
-            host=host_key(ip),
-            subnet=subnet_key(ip),
-        )
+        keys = packed_keys(compact[20:-2])
+        entry = NodeEntry(node_id, addr, id_to_int(node_id), compact, now)
+        if keys is not None:
+            entry.host, entry.subnet = keys
+        return entry
 
     def _evict(self, bucket: Bucket, entry: NodeEntry) -> None:
         self._answers.clear()
