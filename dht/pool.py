@@ -92,10 +92,19 @@ class NodePool:
             else:
                 del self._subnets[subnet]
 
-    def remove(self, node_id: bytes) -> None:
+    def remove(self, node_id: bytes, addr: Addr | None = None) -> None:
+        """Forget ``node_id`` (only if it is at ``addr``, when given)."""
         key = id_to_int(node_id)
-        if key in self._compact:
-            self._drop(key)
+        compact = self._compact.get(key)
+        if compact is None:
+            return
+        if addr is not None:
+            try:
+                if compact[20:] != pack_addr(addr):
+                    return
+            except (OSError, ValueError, OverflowError):
+                return
+        self._drop(key)
 
     def closest_compact(self, target: bytes, n: int = 8) -> bytes:
         """The compact node info of the ``n`` nodes closest to ``target``, closest first.

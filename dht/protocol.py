@@ -427,7 +427,7 @@ class DhtProtocol:
             self.stats.drop("answered by another id")
             self.routing.node_moved(asked, addr, now)
             if self.pool is not None:
-                self.pool.remove(asked)
+                self.pool.remove(asked, addr)
         if msg.ip is not None and self.acceptable(msg.ip):
             self._external_vote(addr[0], msg.ip[0], now)
         trusted = not self.config.enforce_node_id or self._id_conforms(msg.id, addr[0])

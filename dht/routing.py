@@ -366,12 +366,19 @@ class RoutingTable:
                 return
 
     def node_moved(self, node_id: bytes, addr: Addr, now: float) -> None:
-        """Another id answered a query sent to ``node_id`` at ``addr``: if that is where we
-        know it, it is gone (one address is one node), so it leaves the table at once and
-        its place is free; if we know it elsewhere, the query counts as failed."""
+        """Another id answered a query sent to ``node_id`` at ``addr``. If that is where we
+        know it, it is gone (one address is one node): it leaves the table (or the
+        replacement cache) at once and its place is free. If we know it elsewhere, whoever
+        told us it was at ``addr`` was wrong, which says nothing against it."""
         entry = self._by_id.get(node_id)
-        if entry is None or entry.addr != addr:
-            self.node_failed(node_id, now)
+        if entry is None:
+            for b in self._buckets:
+                for i, e in enumerate(b.replacements):
+                    if e.id == node_id and e.addr == addr:
+                        del b.replacements[i]
+                        return
+            return
+        if entry.addr != addr:
             return
         bucket = self._buckets[self._index(entry.id_int)]
         self._evict(bucket, entry)

@@ -8,8 +8,13 @@ pinged and stop being handed out, over simulated hours.
 
 from __future__ import annotations
 
+import random
+
+from dht.config import DhtConfig
+from dht.protocol import DhtProtocol
 from dht.simulation import SimNetwork
-from dht.wire import Addr, Response, decode
+from dht.transactions import NO_OWNER
+from dht.wire import Addr, Response, decode, encode_response
 
 
 def test_entries_of_a_restarted_node_leave_the_tables(sim: SimNetwork) -> None:
@@ -54,3 +59,18 @@ def test_entries_of_a_restarted_node_leave_the_tables(sim: SimNetwork) -> None:
     per_address = max(pings.values(), default=0)
     assert per_address <= 8 * len(alive), pings
     print(f"pings per churned address in 2 h: {sorted(pings.values())}")
+
+
+def test_a_liar_cannot_fail_our_nodes_by_listing_them_elsewhere() -> None:
+    """Someone lists our good node X at another node's address: that node answers with its
+    own id, which says nothing about X, so X keeps its place and its record."""
+    core = DhtProtocol(b"s" * 20, rng=random.Random(1), now=0.0, config=DhtConfig())
+    x = b"x" * 20
+    core.routing.node_seen(x, ("198.51.100.1", 1), 0.0)
+    for t in range(5):
+        core.send_query(("198.51.100.2", 2), b"ping", {}, float(t), NO_OWNER, x)
+        ((data, _),) = core.datagrams_to_send(float(t))
+        reply = encode_response(decode(data).t, {b"id": b"y" * 20})
+        core.receive_datagram(reply, ("198.51.100.2", 2), float(t) + 0.1)
+    entry = core.routing.get(x)
+    assert entry is not None and entry.fails == 0 and entry.addr == ("198.51.100.1", 1)
