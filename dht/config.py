@@ -36,6 +36,11 @@ class DhtConfig:
     max_total_peers: int = 200_000  # peers stored over all info-hashes
     peer_ttl_s: float = 45 * 60.0
     max_values: int = 50  # peers per get_peers answer: keeps answers well under 1024 bytes
+    # No answer is larger than max(answer_floor, answer_ratio * its query) bytes: a spoofed
+    # query must not buy much more traffic toward its victim (lists are trimmed to fit).
+    # The floor still holds a full BEP 51 answer (20 samples, 8 nodes): crawlers need it.
+    answer_floor: int = 768
+    answer_ratio: float = 4.0
     sample_count: int = 20  # BEP 51 samples per answer (libtorrent's cap)
     sample_interval_s: int = 6 * 3600  # BEP 51 interval we ask crawlers to respect
     bootstrap_backoff_s: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 30.0, 60.0)

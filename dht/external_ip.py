@@ -1,7 +1,9 @@
 """Learning our external address from what other nodes tell us (BEP 42 ``ip`` key).
 
 Every answer may carry the address the responder saw us at. One node could lie, so the
-address is decided by a vote: each responder IP has one (most recent) vote, only the last
+address is decided by a vote: each responder network (an IPv4 /24, an IPv6 /64: one
+operator's, who could otherwise outvote everyone with many addresses; a private or loopback
+address counts alone) has one (most recent) vote, only the last
 ``max_voters`` voters count, and an address wins once it has ``min_votes`` votes and more
 than half of them. A node behind NAT learns its public address this way, which it needs to
 pick a BEP 42 node id.
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 
+from dht.subnets import host_key, subnet_key
+
 __all__ = ["ExternalIpVoter"]
 
 
@@ -18,7 +22,8 @@ class ExternalIpVoter:
     def __init__(self, *, min_votes: int = 5, max_voters: int = 64) -> None:
         self.min_votes = min_votes
         self.max_voters = max_voters
-        self._votes: OrderedDict[str, str] = OrderedDict()  # voter ip -> ip it saw us at
+        # voter network -> ip it saw us at
+        self._votes: OrderedDict[str | bytes, str] = OrderedDict()
         self._counts: Counter[str] = Counter()  # ip -> votes for it (kept with _votes)
         self.external_ip: str | None = None
 
@@ -26,10 +31,11 @@ class ExternalIpVoter:
         """Record one vote. Returns the new external IP when the winner changes."""
         votes = self._votes
         counts = self._counts
-        previous = votes.pop(voter_ip, None)
+        voter = _voter_key(voter_ip)
+        previous = votes.pop(voter, None)
         if previous is not None:
             counts[previous] -= 1
-        votes[voter_ip] = seen_ip
+        votes[voter] = seen_ip
         counts[seen_ip] += 1
         if len(votes) > self.max_voters:
             _, dropped = votes.popitem(last=False)
@@ -58,3 +64,9 @@ class ExternalIpVoter:
     @property
     def voters(self) -> int:
         return len(self._votes)
+
+
+def _voter_key(ip: str) -> str | bytes:
+    """What a vote is counted under: the voter's /24 or /64, or its address when private."""
+    key = subnet_key(ip) if ":" not in ip else host_key(ip)
+    return ip if key is None else key

@@ -173,6 +173,11 @@ class Bootstrap:
         self._lookups.start(FindNode(rid, host.node_id), now, self.routers, nodes)
         return rid
 
+    @property
+    def saved(self) -> list[NodeContact]:
+        """The contacts of a saved state this core was restored from (see ``remember``)."""
+        return list(self._saved)
+
     def remember(self, contact: NodeContact) -> None:
         """A node a saved state knew: the next bootstrap asks it along with the routers."""
         self._saved.append(contact)

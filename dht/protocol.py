@@ -13,6 +13,11 @@ over the state units ``routing``, ``tokens``, ``storage``, ``transactions``. Eac
 send has an owner (``transactions.RequestOwner``) told what became of it; this module only
 matches answers and deadlines to queries and calls the owner.
 
+Against a hostile network: ``wire.decode`` refuses deep nesting before decoding; the
+admission limits (``ratelimit.QueryAdmission``) hold for every decoded query and charge
+garbage to its source; ``answer_size.fit_answer`` keeps answers within a multiple of their
+query; the tables limit entries per host and subnet (``subnets``).
+
 Input never raises: garbage is dropped and counted, a decodable query with bad arguments gets
 error 203, an unknown method 204 (libtorrent sends 203 for that; both are accepted from
 others). A datagram's path: ``receive_datagram`` -> ``wire.decode`` -> ``_on_query`` (a
@@ -27,6 +32,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from dht.answer_size import fit_answer
 from dht.config import VERSION, DhtConfig, Stats
 from dht.events import DhtEvent, ExternalAddressChanged, QueryFailed
 from dht.external_ip import ExternalIpVoter
@@ -166,23 +172,43 @@ class DhtProtocol:
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         stats = self.stats
         stats.received += 1
-        # Limits apply to queries only (every canonical query ends with its "y": "q"), so
-        # answers to our own lookups are never dropped; checked before decoding, as cheap as
-        # dropping gets. Queries from this host (testnets, local tools) are not limited.
-        if self._limited and data.endswith(b"1:y1:qe"):
-            refused = self._admission.refuse(addr[0], now)
-            if refused is not None:
-                stats.drop(refused)
+        # Limits apply to what a source sends unasked: queries (canonical ones end with their
+        # "y": "q", checked before decoding, as cheap as dropping gets), any other decoded
+        # query, and garbage, which is charged to its source's bucket. Answers to our own
+        # queries are never dropped: a source out of tokens is still heard when its datagram
+        # ends like an answer. Queries from this host (testnets, local tools) are not limited.
+        admitted = False
+        if self._limited:
+            ip = addr[0]
+            if data.endswith(b"1:y1:qe"):
+                refused = self._admission.refuse(ip, now)
+                if refused is not None:
+                    stats.drop(refused)
+                    return
+                admitted = True
+            elif (
+                not data.endswith(b"1:y1:re")
+                and not data.endswith(b"1:y1:ee")
+                and self._admission.exhausted(ip, now)
+            ):
+                stats.drop("rate limited")
                 return
         try:
             msg = decode(data)
         except KrpcDecodeError as exc:
             if exc.t is None:
                 stats.drop("garbage")
+                if self._limited:
+                    self._admission.charge(addr[0], now)
             elif exc.is_query:
                 if self.config.read_only:
                     stats.drop("read-only")
                     return
+                if self._limited and not admitted:
+                    refused = self._admission.refuse(addr[0], now)
+                    if refused is not None:
+                        stats.drop(refused)
+                        return
                 stats.errors_out += 1
                 self._out.append(
                     (encode_error(exc.t, exc.code, exc.reason, version=self.config.version), addr)
@@ -195,7 +221,12 @@ class DhtProtocol:
             return
         kind = type(msg)
         if kind is Query:
-            self._on_query(msg, addr, now)  # type: ignore[arg-type]
+            if self._limited and not admitted:
+                refused = self._admission.refuse(addr[0], now)
+                if refused is not None:
+                    stats.drop(refused)
+                    return
+            self._on_query(msg, addr, now, len(data))  # type: ignore[arg-type]
         elif kind is Response:
             self._on_response(msg, addr, now)  # type: ignore[arg-type]
         else:
@@ -264,6 +295,18 @@ class DhtProtocol:
                 kept += 1
         return kept
 
+    def contacts(self) -> list[NodeContact]:
+        """What a saved state should hold: the routing table's nodes, and while the table is
+        smaller than the state we were restored from, that state's contacts too, so that a
+        node that could not join (no router resolved, nobody answered) does not save a
+        worse state over a better one."""
+        table = self.routing.contacts()
+        saved = self.bootstrapper.saved
+        if len(table) >= len(saved):
+            return table
+        known = {c.id for c in table}
+        return table + [c for c in saved if c.id not in known]
+
     def add_node(self, addr: Addr, now: float) -> None:
         """Ping a node we were told about; it joins the table if it answers."""
         self.send_query(addr, b"ping", {}, now, NO_OWNER, None)
@@ -315,7 +358,7 @@ class DhtProtocol:
 
     # --- answering queries (the hot path) -----------------------------------------------------
 
-    def _on_query(self, q: Query, addr: Addr, now: float) -> None:
+    def _on_query(self, q: Query, addr: Addr, now: float, size: int) -> None:
         stats = self.stats
         cfg = self.config
         method = q.method
@@ -339,7 +382,18 @@ class DhtProtocol:
         except QueryRefusedError as exc:
             self._answer_error(q.t, exc.code, exc.message, ip, addr)
             return
-        self._out.append((encode_response(q.t, r, ip=ip, version=cfg.version), addr))
+        answer = encode_response(q.t, r, ip=ip, version=cfg.version)
+        # Answers to this host cannot be aimed at anyone else: they are not capped.
+        if (
+            len(answer) > cfg.answer_floor
+            and len(answer) > cfg.answer_ratio * size
+            and not (addr[0].startswith("127.") or addr[0] == "::1")
+        ):
+            answer = fit_answer(
+                q.t, r, ip, cfg.version, max(cfg.answer_floor, int(cfg.answer_ratio * size))
+            )
+            stats.drop("answer trimmed")
+        self._out.append((answer, addr))
         # What the query tells us about the querier.
         if q.read_only or (cfg.enforce_node_id and not self._id_conforms(q.id, addr[0])):
             return
@@ -366,6 +420,14 @@ class DhtProtocol:
             self.stats.drop("unexpected response")
             return
         self.stats.responses_in += 1
+        asked = p.node_id
+        if asked is not None and asked != msg.id:
+            # Another node answers at the address we knew ``asked`` at (a restart without
+            # saved state, a BEP 42 id change): ``asked`` is not there any more.
+            self.stats.drop("answered by another id")
+            self.routing.node_moved(asked, addr, now)
+            if self.pool is not None:
+                self.pool.remove(asked, addr)
         if msg.ip is not None and self.acceptable(msg.ip):
             self._external_vote(addr[0], msg.ip[0], now)
         trusted = not self.config.enforce_node_id or self._id_conforms(msg.id, addr[0])

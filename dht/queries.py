@@ -83,7 +83,7 @@ class QueryAnswerer:
         else:
             self.add_nodes(r, q)
         if self.pool is None:  # a router stores no peers, so it hands out no token
-            r[b"token"] = self.tokens.issue(addr[0], now)
+            r[b"token"] = self.tokens.issue(addr[0], now, info_hash)
             values = self.storage.values(info_hash, now, self.config.max_values, self.rng)
             if values:
                 r[b"values"] = values
@@ -94,7 +94,7 @@ class QueryAnswerer:
     def announce_peer(self, q: Query, addr: Addr, now: float) -> dict[bytes, Any]:
         info_hash: bytes = q.target  # type: ignore[assignment]
         args = q.args
-        if self.pool is not None or not self.tokens.check(args[b"token"], addr[0], now):
+        if self.pool is not None or not self.tokens.check(args[b"token"], addr[0], now, info_hash):
             raise QueryRefusedError(ERROR_PROTOCOL, "invalid token")
         # BEP 5 implied_port: the port the query came from (a peer behind a NAT or on uTP).
         port = addr[1] if args.get(b"implied_port") else args[b"port"]

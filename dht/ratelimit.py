@@ -7,7 +7,7 @@ comes back with a full bucket, which is also what an idle source has. A flood of
 addresses therefore cannot grow memory, but neither can a per-source limit stop it: that is
 the job of a global cap, ``TokenBucket``, which also paces the node's own queries. Both are
 pure: time comes in as ``now`` (seconds), and every call is O(1). ``QueryAdmission`` puts the
-two together for the queries a core is sent.
+two together for the queries a core is sent, and charges garbage to its source's bucket too.
 """
 
 from __future__ import annotations
@@ -101,6 +101,12 @@ class SourceRateLimiter:
         sources[key] = full_at + self._interval
         self.allowed += 1
         return True
+
+    def exhausted(self, ip: str, now: float) -> bool:
+        """Whether ``allow`` would refuse ``ip`` now; takes nothing and changes nothing."""
+        key: str | bytes = source_key(ip) if ":" in ip else ip
+        full_at = self._sources.get(key)
+        return full_at is not None and full_at - now > self._tolerance
 
     def tokens(self, ip: str, now: float) -> float:
         """Tokens left in ``ip``'s bucket (``burst`` for an unknown source); for tests and stats."""
@@ -196,3 +202,18 @@ class QueryAdmission:
         if self.overall is not None and not self.overall.take(now):
             return "over the global query rate"
         return None
+
+    def charge(self, ip: str, now: float) -> None:
+        """A datagram from ``ip`` was garbage: it costs its source a token like a query, so
+        that a garbage flood from one address runs dry like a query flood."""
+        if self.per_source is not None and not (ip.startswith("127.") or ip == "::1"):
+            self.per_source.allow(ip, now)
+
+    def exhausted(self, ip: str, now: float) -> bool:
+        """Whether ``ip`` is out of tokens now (a query from it would be refused)."""
+        per_source = self.per_source
+        return (
+            per_source is not None
+            and per_source.exhausted(ip, now)
+            and not (ip.startswith("127.") or ip == "::1")
+        )

@@ -12,6 +12,11 @@ a row; *questionable* otherwise. The caller (the protocol core) feeds what happe
 ``node_seen`` (it answered), ``node_queried`` (it asked us something), ``heard_about`` (someone
 mentioned it) and ``node_failed`` (a query to it timed out); the table answers with what is
 worth pinging (``questionable``, ``candidates``) and which buckets need a refresh lookup.
+
+Against sybils (``dht.subnets``): the buckets hold at most one node per host (an IPv4
+address, an IPv6 /64) and at most ``per_subnet`` nodes of one /24 (IPv6 /48) per bucket; a
+replacement cache keeps one entry per host. A host that comes back with a new id replaces its
+old entry only once that one has gone bad.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from dht.ids import ID_BITS, id_to_int
+from dht.subnets import packed_keys
 from dht.wire import Addr, NodeContact, pack_addr
 
 __all__ = ["GOOD_FOR_S", "AddResult", "Bucket", "NodeEntry", "RoutingTable"]
@@ -48,6 +54,8 @@ class NodeEntry:
     last_query: float = NEVER  # last time it queried us
     fails: int = 0  # unanswered queries in a row
     rtt: float | None = None
+    host: bytes | None = None  # dht.subnets keys of ``addr``
+    subnet: bytes | None = None
 
     def is_good(self, now: float) -> bool:
         if self.fails:
@@ -81,14 +89,17 @@ class RoutingTable:
         k: int = 8,
         replacement_size: int = 8,
         max_fails: int = 2,
+        per_subnet: int = 2,
     ) -> None:
         self.own_id = own_id
+        self.per_subnet = per_subnet
         self._own = id_to_int(own_id)
         self.k = k
         self.replacement_size = replacement_size
         self.max_fails = max_fails
         self._buckets: list[Bucket] = [Bucket(now)]
         self._by_id: dict[bytes, NodeEntry] = {}
+        self._by_host: dict[bytes, NodeEntry] = {}  # the node in a bucket for each host key
         # Bucket index -> the ``nodes`` answer for every target in that bucket, or None when
         # it depends on the target (see closest_compact); emptied whenever a bucket changes.
         self._answers: dict[int, bytes | None] = {}
@@ -259,8 +270,16 @@ class RoutingTable:
             if entry.addr != addr:
                 if entry.is_good(now):
                     return AddResult.IGNORED  # keep the address we know works
+                moved = self._new_entry(node_id, addr, now)
+                if moved is None or not self._admits(bucket, moved, entry):
+                    return AddResult.IGNORED
+                self._unhost(entry)
                 entry.addr = addr
-                entry.compact = node_id + pack_addr(addr)
+                entry.compact = moved.compact
+                entry.host = moved.host
+                entry.subnet = moved.subnet
+                if entry.host is not None:
+                    self._by_host[entry.host] = entry
                 self._answers.clear()
             if entry.fails >= self.max_fails:
                 self._answers.clear()  # a bad node comes back to life
@@ -340,13 +359,35 @@ class RoutingTable:
         # (closest() skips it), and an empty slot would be no better.
         for i in range(len(bucket.replacements) - 1, -1, -1):
             repl = bucket.replacements[i]
-            if repl.confirmed:
+            if repl.confirmed and self._admits(bucket, repl, entry):
                 del bucket.replacements[i]
                 self._evict(bucket, entry)
-                bucket.nodes.append(repl)
-                self._answers.clear()
-                self._by_id[repl.id] = repl
-                bucket.last_changed = now
+                self._place(bucket, repl, now)
+                return
+
+    def node_moved(self, node_id: bytes, addr: Addr, now: float) -> None:
+        """Another id answered a query sent to ``node_id`` at ``addr``. If that is where we
+        know it, it is gone (one address is one node): it leaves the table (or the
+        replacement cache) at once and its place is free. If we know it elsewhere, whoever
+        told us it was at ``addr`` was wrong, which says nothing against it."""
+        entry = self._by_id.get(node_id)
+        if entry is None:
+            for b in self._buckets:
+                for i, e in enumerate(b.replacements):
+                    if e.id == node_id and e.addr == addr:
+                        del b.replacements[i]
+                        return
+            return
+        if entry.addr != addr:
+            return
+        bucket = self._buckets[self._index(entry.id_int)]
+        self._evict(bucket, entry)
+        self._next_questionable = 0.0
+        for i in range(len(bucket.replacements) - 1, -1, -1):
+            repl = bucket.replacements[i]
+            if repl.confirmed and self._admits(bucket, repl):
+                del bucket.replacements[i]
+                self._place(bucket, repl, now)
                 return
 
     def refreshed(self, index: int, now: float) -> None:
@@ -366,17 +407,60 @@ class RoutingTable:
             compact = node_id + pack_addr(addr)
         except (OSError, ValueError, OverflowError):
             return None
-        return NodeEntry(node_id, addr, id_to_int(node_id), compact, now)
+        keys = packed_keys(compact[20:-2])
+        entry = NodeEntry(node_id, addr, id_to_int(node_id), compact, now)
+        if keys is not None:
+            entry.host, entry.subnet = keys
+        return entry
 
     def _evict(self, bucket: Bucket, entry: NodeEntry) -> None:
         self._answers.clear()
         bucket.nodes.remove(entry)
         del self._by_id[entry.id]
+        self._unhost(entry)
+
+    def _unhost(self, entry: NodeEntry) -> None:
+        if entry.host is not None and self._by_host.get(entry.host) is entry:
+            del self._by_host[entry.host]
+
+    def _place(self, bucket: Bucket, entry: NodeEntry, now: float) -> None:
+        """Put ``entry`` into ``bucket`` (which has room, and admits it)."""
+        self._answers.clear()
+        bucket.nodes.append(entry)
+        self._by_id[entry.id] = entry
+        if entry.host is not None:
+            self._by_host[entry.host] = entry
+        bucket.last_changed = now
+
+    def _admits(self, bucket: Bucket, entry: NodeEntry, leaving: NodeEntry | None = None) -> bool:
+        """Whether ``entry`` may join ``bucket`` (``leaving`` about to make room): no other
+        node of its host in the table, and room in the bucket's share for its subnet."""
+        if entry.host is None:
+            return True
+        other = self._by_host.get(entry.host)
+        if other is not None and other is not leaving and other is not entry:
+            return False
+        same = 0
+        for e in bucket.nodes:
+            if e.subnet == entry.subnet and e is not leaving and e is not entry:
+                same += 1
+        return same < self.per_subnet
+
+    def _host_bad(self, entry: NodeEntry) -> bool:
+        """Make way for ``entry`` if a bad node holds its host; False if a live one does."""
+        other = self._by_host.get(entry.host) if entry.host is not None else None
+        if other is None or other.id == entry.id:
+            return True
+        if other.fails < self.max_fails:
+            return False
+        self._evict(self._buckets[self._index(other.id_int)], other)
+        return True
 
     def _cache(self, bucket: Bucket, entry: NodeEntry) -> None:
+        host = entry.host
         for i, e in enumerate(bucket.replacements):
-            if e.id == entry.id:
-                del bucket.replacements[i]
+            if e.id == entry.id or (host is not None and e.host == host):
+                del bucket.replacements[i]  # one entry per host: the newest
                 break
         bucket.replacements.append(entry)
         if len(bucket.replacements) > self.replacement_size:
@@ -396,11 +480,12 @@ class RoutingTable:
                 if e.id == entry.id:
                     del bucket.replacements[i]
                     break
+            if entry.host is not None and not (
+                self._host_bad(entry) and self._admits(bucket, entry)
+            ):
+                return AddResult.IGNORED  # its host or its subnet has its share already
             if len(bucket.nodes) < self.k:
-                self._answers.clear()
-                bucket.nodes.append(entry)
-                self._by_id[entry.id] = entry
-                bucket.last_changed = now
+                self._place(bucket, entry, now)
                 return AddResult.ADDED
             if index == len(self._buckets) - 1 and len(self._buckets) < ID_BITS:
                 self._split(now)
@@ -408,10 +493,7 @@ class RoutingTable:
             for e in bucket.nodes:
                 if e.fails >= self.max_fails:
                     self._evict(bucket, e)
-                    bucket.nodes.append(entry)
-                    self._answers.clear()
-                    self._by_id[entry.id] = entry
-                    bucket.last_changed = now
+                    self._place(bucket, entry, now)
                     return AddResult.REPLACED
             self._cache(bucket, entry)
             return AddResult.CACHED

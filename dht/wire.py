@@ -9,6 +9,12 @@ must be dropped silently (answering garbage would make us an amplifier).
 Compact encodings (big-endian): a peer is 6 bytes (IPv4 + port) or 18 (IPv6 + port); a node
 is its 20-byte id followed by the peer form (26 / 38 bytes). Lengths that are not a multiple
 of these are protocol errors, as are ids that are not 20 bytes.
+
+The front door: the bencode decoder fails slowly on unterminated nesting (microseconds per
+level, so 1400 bytes of ``l`` cost milliseconds), so before it runs, a datagram that could
+nest deeper than ``MAX_DEPTH`` is scanned (``_shape_ok``) and dropped as garbage unless it is
+balanced and shallow. KRPC itself needs depth 3 (message, arguments, a list); the slack is
+for BEP 44 values. The common path pays two ``bytes.count`` calls.
 """
 
 from __future__ import annotations
@@ -23,11 +29,18 @@ from dht.ids import ID_LEN
 
 _bdecode = bencode2.bdecode
 
+# The deepest nesting a datagram may have: KRPC needs 3, BEP 44 ``v`` values a little more.
+MAX_DEPTH = 12
+# At most this many ``l``/``d`` bytes and the nesting is bounded without a scan: even
+# unterminated, that little nesting costs the decoder no more than any other garbage.
+_UNSCANNED = 8
+
 __all__ = [
     "ERROR_GENERIC",
     "ERROR_METHOD_UNKNOWN",
     "ERROR_PROTOCOL",
     "ERROR_SERVER",
+    "MAX_DEPTH",
     "Addr",
     "KrpcDecodeError",
     "KrpcError",
@@ -193,12 +206,57 @@ def unpack_values(values: Any) -> tuple[Addr, ...]:
 # --- decode ----------------------------------------------------------------------------------
 
 
+def _shape_ok(data: bytes) -> bool:
+    """Whether ``data`` is balanced bencode that nests at most ``MAX_DEPTH`` deep.
+
+    One flat loop over the tokens, strings skipped by their length prefix, so it costs a
+    step per token rather than per byte. Anything that is not bencode is refused here too:
+    the decoder would refuse it as well, only slower.
+    """
+    depth = 0
+    i = 0
+    n = len(data)
+    find = data.find
+    while i < n:
+        c = data[i]
+        if c < 0x3A:  # <length>:<bytes>, the common token
+            j = find(b":", i, i + 8)
+            if j <= i or c < 0x30:
+                return False
+            try:
+                i = j + 1 + int(data[i:j])
+            except ValueError:
+                return False
+        elif c == 0x65:  # e
+            depth -= 1
+            if depth <= 0:
+                return depth == 0 and i + 1 == n  # one value and nothing after it
+            i += 1
+        elif c in (0x64, 0x6C):  # d, l
+            depth += 1
+            if depth > MAX_DEPTH:
+                return False
+            i += 1
+        elif c == 0x69:  # i...e
+            j = find(b"e", i + 1)
+            if j < 0:
+                return False
+            i = j + 1
+        else:
+            return False
+        if depth == 0:
+            return i == n  # a lone string or integer
+    return False  # unterminated
+
+
 def decode(data: bytes) -> Message:
     """Decode one datagram. Raises only ``KrpcDecodeError``.
 
     This runs for every datagram a node gets, so types are tested with ``type(x) is``:
     bencode2 builds plain ``dict``, ``list``, ``bytes`` and ``int``, never subclasses.
     """
+    if data.count(b"l") + data.count(b"d") > _UNSCANNED and not _shape_ok(data):
+        raise KrpcDecodeError("not bencoded: too deep or unbalanced")
     try:
         msg = _bdecode(data)
     except Exception as exc:  # bencode2 raises BencodeDecodeError, and TypeError on odd input

@@ -534,8 +534,9 @@ class Node:
         return kept
 
     def contacts(self) -> list[NodeContact]:
-        """Every node in our routing tables (both families), for saving."""
-        return [c for core in self.cores for c in core.routing.contacts()]
+        """Every node in our routing tables (both families), for saving: with the contacts
+        of the restored state while a table is smaller (``DhtProtocol.contacts``)."""
+        return [c for core in self.cores for c in core.contacts()]
 
     def add_node(self, addr: Addr) -> None:
         """Ping ``addr``; if it answers it joins the routing table."""

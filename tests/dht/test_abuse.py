@@ -111,6 +111,6 @@ def test_peer_store_total_bound() -> None:
     store = PeerStore(max_hashes=1000, max_peers=100, max_total=250)
     for h in range(20):
         for i in range(30):
-            store.add(bytes([h]) * 20, (f"198.51.{h}.{i}", 1), 0.0)
+            store.add(bytes([h]) * 20, (f"198.{i + 1}.{h}.1", 1), 0.0)  # one /24 each
     assert store.peer_count <= 250
     assert bytes([19]) * 20 in store and bytes([0]) * 20 not in store

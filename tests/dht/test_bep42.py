@@ -28,7 +28,7 @@ def test_vote_needs_several_distinct_voters_and_a_majority() -> None:
 def test_voters_are_bounded() -> None:
     v = ExternalIpVoter(max_voters=10)
     for i in range(1000):
-        v.vote(f"5.5.{i // 250}.{i % 250}", "9.9.9.9")
+        v.vote(f"5.{i // 250}.{i % 250}.5", "9.9.9.9")  # one /24 each: votes count per /24
     assert v.voters == 10
 
 

@@ -24,7 +24,7 @@ def make_core(**cfg: object) -> DhtProtocol:
 
 def fill(core: DhtProtocol, count: int, now: float = 0.0) -> list[Addr]:
     rng = random.Random(5)
-    addrs = [(f"8.9.0.{i + 1}", 2) for i in range(count)]
+    addrs = [(f"8.{i + 1}.0.9", 2) for i in range(count)]  # one /24 each
     for a in addrs:
         core.routing.node_seen(rng.randbytes(20), a, now)
     return addrs

@@ -13,7 +13,7 @@ from dht.wire import KrpcError, Query, Response, decode, encode_query
 
 
 def addr(i: int) -> tuple[str, int]:
-    return (f"198.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", 6881)
+    return (f"{(i >> 16) + 1}.{(i >> 8) & 255}.{i & 255}.1", 6881)  # one /24 each
 
 
 @settings(max_examples=60)

@@ -23,7 +23,7 @@ def make_core(**cfg: object) -> DhtProtocol:
     core = DhtProtocol(b"s" * 20, rng=random.Random(1), now=0.0, config=config)
     rng = random.Random(2)
     for i in range(20):
-        core.routing.node_seen(rng.randbytes(20), (f"8.9.0.{i + 1}", 2), 0.0)
+        core.routing.node_seen(rng.randbytes(20), (f"8.{i + 1}.0.9", 2), 0.0)
     return core
 
 
@@ -59,7 +59,7 @@ def test_get_peers_hands_out_a_token_and_the_stored_peers() -> None:
     core = make_core()
     core.storage.add(H, ("7.7.7.7", 7777), 0.0)
     r = core.answers.handlers[b"get_peers"](query(b"get_peers", H), ASKER, 1.0)
-    assert core.tokens.check(r[b"token"], ASKER[0], 1.0)
+    assert core.tokens.check(r[b"token"], ASKER[0], 1.0, H)
     assert len(r[b"values"]) == 1 and b"nodes" in r
 
 
@@ -69,7 +69,7 @@ def test_announce_peer_stores_the_peer_or_refuses_a_bad_token() -> None:
     with pytest.raises(QueryRefusedError) as refused:
         announce(query(b"announce_peer", H, token=b"nope", port=5), ASKER, 1.0)
     assert refused.value.code == ERROR_PROTOCOL
-    token = core.tokens.issue(ASKER[0], 1.0)
+    token = core.tokens.issue(ASKER[0], 1.0, H)
     assert announce(query(b"announce_peer", H, token=token, port=5), ASKER, 1.0) == {
         b"id": b"s" * 20
     }

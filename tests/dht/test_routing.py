@@ -10,7 +10,7 @@ OWN = bytes(20)
 
 
 def addr(i: int) -> tuple[str, int]:
-    return (f"1.2.{i // 250}.{i % 250 + 1}", 6881)
+    return (f"1.{i % 250 + 1}.{i // 250}.2", 6881)  # one /24 each: the table limits /24s
 
 
 def test_own_id_is_never_stored() -> None:
