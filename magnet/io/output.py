@@ -1,7 +1,10 @@
 """What ``resolve`` leaves behind: the .torrent file on disk and the record printed about it.
 
 The file is written atomically (``dht.io.files.write_atomic``) so that a reader never sees
-half a torrent, under a name that cannot escape the chosen directory.
+half a torrent, under a name that cannot escape the chosen directory, with the mode any new
+file of the user's gets (0o666 less the umask; the node's state file stays private). A
+bulk resolve names each file once: two torrents of one name get ``unique_path``'s second
+name rather than one overwriting the other.
 """
 
 from __future__ import annotations
@@ -14,7 +17,17 @@ from dht.io import files
 from magnet.io.resolve import ResolveError, ResolveResult
 from magnet.torrentfile import safe_name
 
-__all__ = ["error_record", "human_size", "output_path", "result_record", "write_atomic"]
+__all__ = [
+    "TORRENT_MODE",
+    "error_record",
+    "human_size",
+    "output_path",
+    "result_record",
+    "unique_path",
+    "write_atomic",
+]
+
+TORRENT_MODE = 0o666  # less the umask, as any file the user makes: a .torrent is no secret
 
 
 def output_path(result: ResolveResult, output: str | None, *, directory: bool = False) -> Path:
@@ -24,16 +37,38 @@ def output_path(result: ResolveResult, output: str | None, *, directory: bool = 
     if output is None:
         return Path(name)
     path = Path(output)
-    if directory or path.is_dir():
+    if directory or _is_dir(path):
         return path / name
     return path
 
 
+def _is_dir(path: Path) -> bool:
+    # Path.is_dir raises on EACCES (a path inside a directory we may not search): then the
+    # write that follows fails with that error, reported in one line, not a traceback here.
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def unique_path(path: Path, info_hash_hex: str, taken: set[Path]) -> Path:
+    """``path``, or when another link of this run already wrote it, the same name with the
+    info-hash added (``name.<hash>.torrent``): two torrents may share a name, never a file."""
+    if path not in taken:
+        return path
+    return path.with_name(f"{path.stem}.{info_hash_hex}{path.suffix}")
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a .torrent whole or not at all, creating its directory if need be."""
+    """Write a .torrent whole or not at all, creating its directory if need be.
+
+    :raises OSError: the directory cannot be made or written, or ``path`` is not a regular
+        file (``dht.io.files.NotRegularFileError``: a device or a directory is never
+        replaced).
+    """
     parent = path.parent if str(path.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
-    files.write_atomic(path, data)
+    files.write_atomic(path, data, mode=TORRENT_MODE)
 
 
 def human_size(n: int) -> str:
