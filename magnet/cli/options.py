@@ -61,8 +61,13 @@ def parse_bootstrap(values: list[str] | None) -> list[Addr] | None:
 
     if not values:
         return None
+    # Every item must name a node: an empty one (``-b ''``, ``-b a:1,``) is a slip, and
+    # silently meaning "no bootstrap" would leave the command waiting for nobody.
+    items = [v.strip() for value in values for v in value.split(",")]
+    if not all(items):
+        fail("--bootstrap needs HOST:PORT (an empty value names no node)")
     try:
-        return [parse_hostport(v) for value in values for v in value.split(",") if v.strip()]
+        return [parse_hostport(v) for v in items]
     except ValueError as exc:
         fail(f"bad --bootstrap {exc}")
 
@@ -73,6 +78,7 @@ def configure_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
+    logging.getLogger().setLevel(level)  # basicConfig sets it only the first time
 
 
 def run(main: Coroutine[Any, Any, _T]) -> _T:
