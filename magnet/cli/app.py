@@ -19,8 +19,7 @@ import typer
 
 from magnet.cli import client, node, resolve, scrape, serve, testnet
 from magnet.cli.crawl import crawl_app
-from magnet.cli.group import MagnetarGroup
-from magnet.cli.options import configure_logging
+from magnet.cli.options import MagnetarGroup, configure_logging
 
 __all__ = ["app", "main"]
 

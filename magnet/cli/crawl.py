@@ -13,7 +13,6 @@ from typing import Annotated, Any
 import typer
 
 from magnet.cli.options import EXIT_NOT_FOUND, BootstrapOption, fail, parse_bootstrap
-from magnet.cli.paths import check_file_target
 
 __all__ = ["crawl_app"]
 
@@ -97,6 +96,8 @@ def crawl(
     seed: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Crawl the DHT for info-hashes into an SQLite database (see the examples above)."""
+    from magnet.cli.paths import check_file_target
+
     check_file_target(db, "--db")  # never a device or a directory (sqlite would write there)
     if port and port + ids - 1 > 65535:
         fail(f"--port {port} leaves no room for {ids} node ids (node i uses port+i, up to 65535)")

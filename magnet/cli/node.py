@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from magnet.cli.options import EXIT_NOT_FOUND, BootstrapOption, fail, parse_bootstrap, run
-from magnet.cli.paths import check_file_target
 
 __all__ = ["node"]
 
@@ -80,6 +79,8 @@ def node(
     if state is not None:
         # Before anything binds: a device or a directory given as the state file is a
         # mistake to refuse (saving would replace it), not a file to move aside.
+        from magnet.cli.paths import check_file_target
+
         check_file_target(state, "--state")
     metrics_addr = None
     if metrics:

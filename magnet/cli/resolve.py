@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from magnet.cli.options import (
+    EXIT_BAD_INPUT,
     EXIT_NOT_FOUND,
     BootstrapOption,
     JsonOption,
@@ -18,7 +19,6 @@ from magnet.cli.options import (
     parse_bootstrap,
     run,
 )
-from magnet.cli.paths import check_directory_target, check_output_target
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -106,17 +106,27 @@ def resolve(
             link = parse_info_hash_or_magnet(links[0])
         except MagnetError as exc:
             fail(f"bad magnet link: {exc}")
-        if output is not None:
-            check_output_target(output, "-o")
         preload_http_client(opts, link.trackers)
+        if output is not None:  # after the preload: the check loads what resolving needs
+            _check_output(output, directory=False)
         code = run(_resolve_one(link, output, routers, json_out, opts))
     else:
-        if output is not None:
-            check_directory_target(output, "-o")
         # Percent-encoding leaves letters alone: "tr=http" finds http and https trackers.
         preload_http_client(opts, ["http"] if any("tr=http" in s.lower() for s in links) else [])
+        if output is not None:
+            _check_output(output, directory=True)
         code = run(_resolve_bulk(links, output, routers, json_out, concurrency, opts))
     raise typer.Exit(code)
+
+
+def _check_output(output: str, *, directory: bool) -> None:
+    """Before any work: ``-o`` must be somewhere we may write, and never a device."""
+    from magnet.io.output import OutputError, check_output
+
+    try:
+        check_output(output, directory=directory)
+    except OutputError as exc:
+        fail(exc.reason, EXIT_NOT_FOUND if exc.denied else EXIT_BAD_INPUT)
 
 
 def _read_links(args: list[str]) -> list[str]:

@@ -9,6 +9,7 @@ name rather than one overwriting the other.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from magnet.torrentfile import safe_name
 
 __all__ = [
     "TORRENT_MODE",
+    "OutputError",
+    "check_output",
     "error_record",
     "human_size",
     "output_path",
@@ -28,6 +31,46 @@ __all__ = [
 ]
 
 TORRENT_MODE = 0o666  # less the umask, as any file the user makes: a .torrent is no secret
+
+
+class OutputError(Exception):
+    """``-o`` cannot be used; ``reason`` is one line. ``denied``: the system refuses
+    (permission), else the path is the wrong kind of thing (bad input)."""
+
+    def __init__(self, reason: str, *, denied: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.denied = denied
+
+
+def check_output(output: str, *, directory: bool) -> None:
+    """Check before resolving that ``output`` can take what ``output_path`` will put there:
+    a directory we may write (``directory``, or an existing one), else a regular file or
+    nothing yet, in a directory we may write. Never a device. Raises ``OutputError``."""
+    if directory or os.path.isdir(output):
+        if os.path.lexists(output) and not os.path.isdir(output):
+            raise OutputError(f"-o {output} is not a directory (several links write several files)")
+        _check_writable(output)
+        return
+    try:
+        files.check_replaceable(output)
+    except files.NotRegularFileError as exc:
+        raise OutputError(f"-o {output} is {exc.kind}, not a regular file") from None
+    except OSError as exc:
+        raise OutputError(f"cannot use -o {output}: {exc.strerror or exc}", denied=True) from None
+    _check_writable(os.path.dirname(output) or ".")
+
+
+def _check_writable(directory: str) -> None:
+    # The directory, or the nearest one above that exists (the rest will be made in it).
+    probe = os.path.abspath(directory)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise OutputError(f"cannot use -o {directory}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        reason = f"cannot write in {probe} (-o {directory}): permission denied"
+        raise OutputError(reason, denied=True)
 
 
 def output_path(result: ResolveResult, output: str | None, *, directory: bool = False) -> Path:
