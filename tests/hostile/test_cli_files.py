@@ -13,6 +13,8 @@ import os
 import stat
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,10 +82,28 @@ def test_write_atomic_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
     assert (tmp_path / "real").read_bytes() == b"new"
 
 
+def unblock_readers_of(fifo: Path, after: float = 5.0) -> None:
+    """Should the code under test open ``fifo`` to read (it must not), a writer comes and
+    goes after ``after`` seconds, so the test fails instead of hanging."""
+
+    def writer() -> None:
+        deadline = time.monotonic() + after + 5.0
+        time.sleep(after)
+        while time.monotonic() < deadline:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                return
+            except OSError:  # ENXIO: no reader, as it should be
+                time.sleep(0.1)
+
+    threading.Thread(target=writer, daemon=True).start()
+
+
 def test_state_on_a_fifo_is_reported_and_left_in_place(tmp_path: Path) -> None:
     fifo = tmp_path / "node.state"
     os.mkfifo(fifo)
-    state, problem = load_state_or_fresh(fifo)  # an open() would block here forever
+    unblock_readers_of(fifo)
+    state, problem = load_state_or_fresh(fifo)  # an open() would block here
     assert state is None and problem is not None and "FIFO" in problem
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["node.state"]  # not moved aside
