@@ -348,6 +348,8 @@ async def resolve(
         )
     finally:
         dht_down.on_change = lambda: None  # the answer is given: nothing more to decide
+        if fetcher.done.done() and not fetcher.done.cancelled():
+            fetcher.done.exception()  # seen: a give-up that raced the timeout logs nothing
         for task in tasks:
             task.cancel()
         for task in tasks:
