@@ -26,9 +26,22 @@ from dht.io.node import Node
 from dht.protocol import DhtConfig
 from dht.wire import Addr
 
-__all__ = ["NodeService", "format_status", "serve_node", "stop_on_signals"]
+__all__ = ["BindError", "NodeService", "format_status", "serve_node", "stop_on_signals"]
 
 log = logging.getLogger("dht.io.node")
+
+
+class BindError(OSError):
+    """One of the service's addresses cannot be bound; ``what`` and ``addr`` say which (the
+    node's UDP port or the metrics endpoint), ``strerror`` why."""
+
+    def __init__(self, what: str, addr: Addr, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.what = what
+        self.addr = addr
+
+    def __str__(self) -> str:
+        return f"cannot bind {format_hostport(self.addr)} ({self.what}): {self.strerror}"
 
 
 def format_status(status: dict[str, object]) -> str:
@@ -142,7 +155,10 @@ async def _serve_node(service: NodeService, stop: asyncio.Event) -> None:
         bootstrap_routers=service.routers,
         config=service.config,
     )
-    await node.start()
+    try:
+        await node.start()
+    except OSError as exc:
+        raise BindError("UDP, DHT node", (service.host, service.port), exc) from exc
     if saved is not None:
         node.restore([*saved.nodes, *saved.nodes6], saved.external_ip)
     log.info(
@@ -152,9 +168,15 @@ async def _serve_node(service: NodeService, stop: asyncio.Event) -> None:
     if service.metrics is not None:
         from dht.io.metrics import snapshot_on_loop, start_metrics_server
 
-        metrics = start_metrics_server(
-            service.metrics[0], service.metrics[1], snapshot_on_loop(loop, node.status)
-        )
+        try:
+            metrics = start_metrics_server(
+                service.metrics[0], service.metrics[1], snapshot_on_loop(loop, node.status)
+            )
+        except BaseException as exc:
+            node.close()  # started above: never left bound behind an error
+            if isinstance(exc, OSError):
+                raise BindError("TCP, metrics", service.metrics, exc) from exc
+            raise
         log.info("metrics on http://%s/metrics", format_hostport((metrics.host, metrics.port)))
     emit = service.emit or _print_line
 

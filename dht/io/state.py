@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import bencode2
 
 from dht.ids import ID_LEN
-from dht.io.files import write_atomic
+from dht.io.files import NotRegularFileError, check_replaceable, write_atomic
 from dht.wire import NodeContact, pack_nodes, unpack_nodes
 
 __all__ = [
@@ -248,11 +248,17 @@ def save_state(path: str | os.PathLike[str], state: NodeState) -> None:
 
 
 def load_state(path: str | os.PathLike[str]) -> NodeState:
-    """Read and verify a state file; raises only StateError."""
+    """Read and verify a state file; raises only StateError (a path that is not a regular
+    file is one that is not ``corrupt``: it is left alone)."""
     path = os.fspath(path)
     try:
+        # Before open: a FIFO would block the open, a device would be read (or, as
+        # "corrupt", moved aside and replaced by a file). Neither is ours to touch.
+        check_replaceable(path)
         with open(path, "rb") as f:
             blob = f.read(_MAX_FILE + 1)
+    except NotRegularFileError as exc:
+        raise StateError(f"{path} is {exc.kind}", corrupt=False) from None
     except FileNotFoundError:
         raise StateError(f"no state file at {path}", corrupt=False) from None
     except OSError as exc:

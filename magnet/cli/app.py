@@ -19,11 +19,12 @@ import typer
 
 from magnet.cli import client, node, resolve, scrape, serve, testnet
 from magnet.cli.crawl import crawl_app
-from magnet.cli.options import configure_logging
+from magnet.cli.options import MagnetarGroup, configure_logging
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
+    cls=MagnetarGroup,  # one-line usage errors, -v/-q after any command
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,

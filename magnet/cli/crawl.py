@@ -44,7 +44,10 @@ def crawl(
     ),
     host: Annotated[str, typer.Option(help="Address our DHT nodes bind.")] = "0.0.0.0",
     port: Annotated[
-        int, typer.Option(help="UDP port of the first node; node i uses port+i (0: any).")
+        int,
+        typer.Option(
+            help="UDP port of the first node; node i uses port+i (0: any).", min=0, max=65535
+        ),
     ] = 6881,
     bootstrap: BootstrapOption = None,
     duration: Annotated[
@@ -93,6 +96,11 @@ def crawl(
     seed: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Crawl the DHT for info-hashes into an SQLite database (see the examples above)."""
+    from magnet.cli.paths import check_file_target
+
+    check_file_target(db, "--db")  # never a device or a directory (sqlite would write there)
+    if port and port + ids - 1 > 65535:
+        fail(f"--port {port} leaves no room for {ids} node ids (node i uses port+i, up to 65535)")
     if ctx.invoked_subcommand is not None:
         ctx.obj = {"db": db}
         return

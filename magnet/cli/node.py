@@ -72,10 +72,16 @@ def node(
       magnetar node --host :: --bootstrap-mode --metrics 127.0.0.1:9100
     """
     from dht.addresses import format_hostport, parse_hostport
-    from dht.io.daemon import NodeService, serve_node
+    from dht.io.daemon import BindError, NodeService, serve_node
     from dht.protocol import DhtConfig
 
     routers = parse_bootstrap(bootstrap)
+    if state is not None:
+        # Before anything binds: a device or a directory given as the state file is a
+        # mistake to refuse (saving would replace it), not a file to move aside.
+        from magnet.cli.paths import check_file_target
+
+        check_file_target(state, "--state")
     metrics_addr = None
     if metrics:
         try:
@@ -112,5 +118,7 @@ def node(
         run(serve_node(service))
     except ImportError as exc:
         fail(f"--metrics needs prometheus-client ({exc})", EXIT_NOT_FOUND)
+    except BindError as exc:
+        fail(str(exc), EXIT_NOT_FOUND)
     except OSError as exc:
         fail(f"cannot bind {format_hostport((host, port))}: {exc.strerror or exc}", EXIT_NOT_FOUND)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from magnet.cli.options import (
+    EXIT_BAD_INPUT,
     EXIT_NOT_FOUND,
     BootstrapOption,
     JsonOption,
@@ -108,32 +109,86 @@ def resolve(
     routers = parse_bootstrap(bootstrap)
     from magnet.uri import MagnetError, parse_info_hash_or_magnet
 
+    links = _unique_links(links)
     if len(links) == 1:
         try:
             link = parse_info_hash_or_magnet(links[0])
         except MagnetError as exc:
             fail(f"bad magnet link: {exc}")
         preload_http_client(opts, link.trackers)
+        if output is not None:  # after the preload: the check loads what resolving needs
+            _check_output(output, directory=False)
         code = run(_resolve_one(link, output, routers, json_out, opts))
     else:
         # Percent-encoding leaves letters alone: "tr=http" finds http and https trackers.
         preload_http_client(opts, ["http"] if any("tr=http" in s.lower() for s in links) else [])
+        if output is not None:
+            _check_output(output, directory=True)
         code = run(_resolve_bulk(links, output, routers, json_out, concurrency, opts))
     raise typer.Exit(code)
+
+
+def _check_output(output: str, *, directory: bool) -> None:
+    """Before any work: ``-o`` must be somewhere we may write, and never a device."""
+    from magnet.io.output import OutputError, check_output
+
+    try:
+        check_output(output, directory=directory)
+    except OutputError as exc:
+        fail(exc.reason, EXIT_NOT_FOUND if exc.denied else EXIT_BAD_INPUT)
 
 
 def _read_links(args: list[str]) -> list[str]:
     """Magnet links from arguments; ``-`` reads stdin, an existing file is read a link a line."""
     links: list[str] = []
     for arg in args:
-        if arg == "-":
-            lines = sys.stdin.read().splitlines()
-        elif not arg.startswith("magnet:") and len(arg) not in (32, 40, 64) and Path(arg).is_file():
-            lines = Path(arg).read_text(errors="replace").splitlines()
-        else:
-            lines = [arg]
+        try:
+            if arg == "-":
+                lines = sys.stdin.read().splitlines()
+            elif not arg.startswith("magnet:") and len(arg) not in (32, 40, 64) and _is_file(arg):
+                lines = Path(arg).read_text(errors="replace").splitlines()
+            else:
+                lines = [arg]
+        except OSError as exc:
+            fail(f"cannot read {arg}: {exc.strerror or exc}")
+        except UnicodeDecodeError as exc:
+            fail(f"cannot read {arg}: not text ({exc.reason})")
         links.extend(line.strip() for line in lines if line.strip() and not line.startswith("#"))
     return links
+
+
+def _is_file(arg: str) -> bool:
+    # Path.is_file raises PermissionError for a name inside a directory we may not search:
+    # then it is a file we cannot read, which the caller reports.
+    try:
+        return Path(arg).is_file()
+    except OSError:
+        return True
+
+
+def _unique_links(links: list[str]) -> list[str]:
+    """Each info-hash once (the first link naming it): the same link given twice, or two
+    links of one torrent, are resolved once; a note on stderr says how many were left out."""
+    from magnet.uri import MagnetError, parse_info_hash_or_magnet
+
+    seen: set[bytes | str] = set()
+    unique: list[str] = []
+    for text in links:
+        try:
+            key: bytes | str = parse_info_hash_or_magnet(text).dht_key
+        except MagnetError:
+            key = text  # reported as a bad link when its turn comes
+        if key not in seen:
+            seen.add(key)
+            unique.append(text)
+    if len(unique) < len(links):
+        left = len(links) - len(unique)
+        typer.echo(
+            f"magnetar: {left} link{'s' if left != 1 else ''} left out: same info-hash as an"
+            " earlier one",
+            err=True,
+        )
+    return unique
 
 
 def preload_http_client(opts: ResolveOptions, link_trackers: Sequence[str]) -> None:
@@ -235,10 +290,17 @@ async def _resolve_bulk(
     import json
 
     from magnet.io.bulk import resolve_many
-    from magnet.io.output import error_record, output_path, result_record, write_atomic
+    from magnet.io.output import (
+        error_record,
+        output_path,
+        result_record,
+        unique_path,
+        write_atomic,
+    )
     from magnet.io.resolve import ResolveError
 
     failed = 0
+    written: set[Path] = set()  # by this run: a second torrent of one name gets another
     results = resolve_many(
         links, bootstrap=routers, concurrency=concurrency, **opts.resolve_options()
     )
@@ -250,13 +312,20 @@ async def _resolve_bulk(
             else:
                 typer.echo(f"FAILED {link}: {result.reason}")
             continue
-        path = output_path(result, output, directory=True)
+        first_choice = output_path(result, output, directory=True)
+        path = unique_path(first_choice, result.link.info_hash_hex, written)
+        if path != first_choice:
+            typer.echo(
+                f"magnetar: {first_choice} was written for another link; this one is {path}",
+                err=True,
+            )
         try:
             write_atomic(path, result.torrent())
         except OSError as exc:
             failed += 1
             typer.echo(f"FAILED {link}: cannot write {path}: {exc.strerror or exc}")
             continue
+        written.add(path)
         if json_out:
             typer.echo(json.dumps(result_record(result, path)))
         else:

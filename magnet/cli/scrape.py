@@ -32,8 +32,14 @@ def scrape(
 
     from magnet.io.trackers import TrackerError
     from magnet.io.trackers import scrape as tracker_scrape
+    from magnet.trackers.urls import parse_tracker_url
     from magnet.uri import MagnetError, parse_info_hash_or_magnet
 
+    try:
+        parse_tracker_url(tracker)  # a URL that names no tracker is bad input, not a failure
+    except TrackerError as exc:
+        reason = exc.reason
+        fail(reason if reason.startswith("bad tracker URL") else f"{tracker}: {reason}")
     keys = []
     for text in info_hashes:
         try:

@@ -22,7 +22,8 @@ def serve(
         int, typer.Option(help="TCP port for metadata (0: any).", min=0, max=65535)
     ] = 6881,
     dht_port: Annotated[
-        int | None, typer.Option(help="UDP port of the DHT node (default: --port).")
+        int | None,
+        typer.Option(help="UDP port of the DHT node (default: --port).", min=0, max=65535),
     ] = None,
     bootstrap: BootstrapOption = None,
     tracker: Annotated[
@@ -45,7 +46,6 @@ def serve(
 
     Example: magnetar serve ubuntu.torrent --port 6881
     """
-    from dht.addresses import format_hostport
     from magnet.io.serve import SERVE_ENCRYPTION
     from magnet.io.serve import run as publish
     from magnet.torrentfile import TorrentError, parse_torrent
@@ -54,6 +54,9 @@ def serve(
     metas = []
     for name in torrents:
         try:
+            if Path(name).exists() and not Path(name).is_file():
+                # /dev/zero would be read until memory runs out; a FIFO would block.
+                fail(f"cannot read {name}: not a regular file")
             metas.append(parse_torrent(Path(name).read_bytes()))
         except OSError as exc:
             fail(f"cannot read {name}: {exc.strerror or exc}")
@@ -83,4 +86,39 @@ def serve(
             )
         )
     except OSError as exc:
-        fail(f"cannot bind {format_hostport((host, port))}: {exc.strerror or exc}", EXIT_NOT_FOUND)
+        where = _unbindable(host, port, dht_port)
+        fail(f"cannot bind {where}: {exc.strerror or exc}", EXIT_NOT_FOUND)
+
+
+def _unbindable(host: str, tcp_port: int, dht_port: int | None) -> str:
+    """Which of our two ports could not be bound, found by trying each again now (the
+    library's OSError does not say; naming --port for a taken --dht-port misleads)."""
+    import socket
+
+    from dht.addresses import format_hostport
+
+    def free(kind: int, port: int) -> bool:
+        if port == 0:
+            return True  # any port: never the one that was taken
+        hosts = ["::", "0.0.0.0"] if host == "::" else [host]
+        for h in hosts:
+            family = socket.AF_INET6 if ":" in h else socket.AF_INET
+            try:
+                with socket.socket(family, kind) as sock:
+                    if kind == socket.SOCK_STREAM:  # as asyncio's server does
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    if family == socket.AF_INET6:
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    sock.bind((h, port))
+            except OSError:
+                return False
+        return True
+
+    udp_port, udp_option = (tcp_port, "--port") if dht_port is None else (dht_port, "--dht-port")
+    udp = f"{format_hostport((host, udp_port))} (UDP, {udp_option})"
+    tcp = f"{format_hostport((host, tcp_port))} (TCP, --port)"
+    if not free(socket.SOCK_DGRAM, udp_port):
+        return udp
+    if not free(socket.SOCK_STREAM, tcp_port):
+        return tcp
+    return f"{tcp} or {udp}"

@@ -34,6 +34,10 @@ def testnet(
 
     Example: magnetar testnet --nodes 50 --port 40000 --duration 600
     """
+    if duration is not None and duration <= 0:
+        fail("--duration must be positive")
+    if port and port + nodes - 1 > 65535:
+        fail(f"--port {port} leaves no room for {nodes} nodes (node i uses port+i, up to 65535)")
     import json
 
     from dht.io.testnet import run as run_testnet

@@ -281,6 +281,7 @@ async def resolve(
     own_node: Node | None = None
     tasks: list[asyncio.Task[None]] = []
     dht_state = {"answered": 0, "asked": 0, "lookups": 0}
+    dht_down = _DhtDown()
     tracker_errors: dict[str, str] = {}
     tracker_urls = (
         list(dict.fromkeys([*link.trackers, *trackers]))[:MAX_TRACKERS] if use_trackers else []
@@ -301,11 +302,18 @@ async def resolve(
                 own_node = client_node(bootstrap)
                 await own_node.start()
                 node = own_node
-            tasks.append(
-                asyncio.create_task(
-                    _dht_source(node, link.dht_key, fetcher, progress, dht_state, mark)
-                )
+
+            dht_task = asyncio.create_task(
+                _dht_source(node, link.dht_key, fetcher, progress, dht_state, mark, dht_down)
             )
+            # No router resolved or answered: unless a tracker may still bring peers, say so
+            # now rather than after the whole timeout (as ``peers`` does).
+            dht_down.on_change = lambda: _give_up_if_alone(
+                fetcher, dht_down, tasks, tracker_urls, tracker_errors
+            )
+            for task in tasks:  # the trackers: the last to end empty leaves the DHT alone
+                task.add_done_callback(lambda _task: dht_down.on_change())
+            tasks.append(dht_task)
         try:
             async with asyncio.timeout(timeout):
                 resolved = await fetcher.done
@@ -347,6 +355,9 @@ async def resolve(
             sources,
         )
     finally:
+        dht_down.on_change = lambda: None  # the answer is given: nothing more to decide
+        if fetcher.done.done() and not fetcher.done.cancelled():
+            fetcher.done.exception()  # seen: a give-up that raced the timeout logs nothing
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -357,6 +368,39 @@ async def resolve(
             own_node.close()
 
 
+class _DhtDown:
+    """Why the DHT cannot be reached (None while it can), and whom to tell when that
+    changes: a resolve with no other source of peers then ends at once."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.on_change: Callable[[], None] = lambda: None
+
+    def set(self, reason: str | None) -> None:
+        if reason != self.reason:
+            self.reason = reason
+            self.on_change()
+
+
+def _give_up_if_alone(
+    fetcher: _Fetcher,
+    dht_down: _DhtDown,
+    tasks: list[asyncio.Task[None]],
+    tracker_urls: list[str],
+    tracker_errors: dict[str, str],
+) -> None:
+    """End the resolve with ``no-dht`` when the DHT is unreachable and nothing else can bring
+    a peer: none known, and every tracker has answered (or failed)."""
+    if dht_down.reason is None or fetcher.done.done() or fetcher.res.stats.known:
+        return
+    if any(not task.done() for task in tasks[: len(tracker_urls)]):
+        return
+    reason = dht_down.reason
+    if tracker_urls:
+        reason += "; " + _explain_trackers(tracker_urls, tracker_errors)
+    fetcher.done.set_exception(ResolveError(reason, "no-dht", fetcher.res.stats))
+
+
 async def _dht_source(
     node: Node,
     key: bytes,
@@ -364,14 +408,19 @@ async def _dht_source(
     progress: Progress,
     dht_state: dict[str, int],
     mark: Callable[[str], None],
+    dht_down: _DhtDown,
 ) -> None:
     """Repeated get_peers lookups until cancelled: swarms announce every few minutes, so a
-    lookup that found nothing may find peers a little later."""
+    lookup that found nothing may find peers a little later. While the routing table is
+    empty each lookup starts from the routers; if none resolves, or the lookup from them
+    reaches nobody, ``dht_down`` says so (and is cleared when a later one succeeds)."""
     from dht.io.routers import resolve_routers
 
     seeds: list[Addr] = []
     if len(node.core.routing) == 0:
         seeds = await resolve_routers(node.routers)
+        if not seeds:
+            dht_down.set(_no_router_resolved(node.routers))
     mark("dht lookup started")
     pause = 1.0
     first_peer = True
@@ -393,10 +442,22 @@ async def _dht_source(
             dht_state["answered"] += result.replied
             progress.nodes_asked = dht_state["asked"]
             progress.nodes_answered = dht_state["answered"]
+            if result.replied or len(node.core.routing):
+                dht_down.set(None)
+            elif seeds:
+                dht_down.set(f"no DHT node answered the bootstrap ({len(seeds)} asked)")
         if len(node.core.routing) == 0:
             seeds = await resolve_routers(node.routers)
+            if not seeds:
+                dht_down.set(_no_router_resolved(node.routers))
         await asyncio.sleep(pause)
         pause = min(pause * 2, 15.0)
+
+
+def _no_router_resolved(routers: Sequence[Addr]) -> str:
+    if not routers:
+        return "no DHT node to ask: no bootstrap router given"
+    return f"no DHT node to ask: none of the {len(routers)} bootstrap routers resolved"
 
 
 MAX_TRACKERS = 20
