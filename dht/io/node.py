@@ -157,7 +157,13 @@ class _Endpoint(asyncio.DatagramProtocol):
         # (the event loop reads up to 32 per wake-up) rather than one by one: a receiver that
         # gets them together is woken once, which on loopback costs more than the send.
         core = self.core
-        core.receive_datagram(data, (addr[0], addr[1]), self.loop.time())
+        try:
+            core.receive_datagram(data, (addr[0], addr[1]), self.loop.time())
+        except Exception:  # the one boundary per datagram: a bug must cost one datagram only
+            core.stats.drop("internal error")
+            errors = core.stats.dropped["internal error"]
+            if errors & (errors - 1) == 0:  # the 1st, 2nd, 4th, 8th, ...: never a log flood
+                log.exception("datagram from %s dropped (internal error #%d)", addr[0], errors)
         if core.has_events or core.timer_version != self._timer_version:
             self.flush()
         elif not self._send_soon:
