@@ -22,6 +22,7 @@ __all__ = [
     "AddressPolicy",
     "classify",
     "classify_packed",
+    "as_addrs",
     "format_hostport",
     "parse_hostport",
 ]
@@ -311,3 +312,9 @@ def parse_hostport(text: str, default_port: int | None = None) -> Addr:
 def format_hostport(addr: Addr) -> str:
     host, port = addr
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def as_addrs(values: Iterable[Addr | str]) -> list[Addr]:
+    """Addresses given as ``(host, port)`` or as ``"host:port"`` / ``"[v6]:port"`` text (what
+    library callers and config files naturally write). Raises ValueError for bad text."""
+    return [parse_hostport(v) if isinstance(v, str) else (v[0], v[1]) for v in values]

@@ -20,7 +20,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dht.addresses import format_hostport
+from dht.addresses import as_addrs, format_hostport
 from dht.events import (
     BootstrapStalled,
     DhtEvent,
@@ -229,7 +229,7 @@ class Node:
         *,
         node_id: bytes | None = None,
         config: DhtConfig | None = None,
-        bootstrap_routers: Sequence[Addr] | None = None,
+        bootstrap_routers: Sequence[Addr | str] | None = None,
         rng: random.Random | None = None,
         receive_buffer: int | None = RECEIVE_BUFFER_BYTES,
     ) -> None:
@@ -239,7 +239,7 @@ class Node:
         self._node_id = node_id
         self._config = config or DhtConfig()
         self.routers: tuple[Addr, ...] = (
-            DEFAULT_ROUTERS if bootstrap_routers is None else tuple(bootstrap_routers)
+            DEFAULT_ROUTERS if bootstrap_routers is None else tuple(as_addrs(bootstrap_routers))
         )
         self._rng = rng or random.SystemRandom()
         self._endpoints: dict[int, _Endpoint] = {}

@@ -217,7 +217,7 @@ async def resolve(
     link: str | MagnetLink,
     *,
     node: Node | None = None,
-    bootstrap: Sequence[Addr] | None = None,
+    bootstrap: Sequence[Addr | str] | None = None,
     timeout: float = 60.0,
     use_dht: bool = True,
     use_trackers: bool = True,
@@ -249,6 +249,13 @@ async def resolve(
             link = parse_info_hash_or_magnet(link)
         except MagnetError as exc:
             raise ResolveError(str(exc), "bad-link") from None
+    if bootstrap is not None:
+        from dht.addresses import as_addrs
+
+        try:
+            bootstrap = as_addrs(bootstrap)
+        except ValueError as exc:
+            raise ResolveError(f"bad bootstrap address {exc}", "bad-link") from None
     trace: list[tuple[str, float]] = []
 
     def mark(phase: str) -> None:

@@ -238,3 +238,17 @@ def test_v6_embeddings_follow_the_ipv4_inside(n: int) -> None:
 def test_any_text_is_classified_without_raising(text: str) -> None:
     classify(text)
     AddressPolicy().acceptable((text, 6881))
+
+
+def test_addresses_may_be_given_as_text() -> None:
+    from dht.addresses import as_addrs
+    from dht.io.node import Node
+
+    assert as_addrs(["127.0.0.1:6881", ("::1", 7), "[::1]:8"]) == [
+        ("127.0.0.1", 6881),
+        ("::1", 7),
+        ("::1", 8),
+    ]
+    assert Node(bootstrap_routers=["127.0.0.2:6881"]).routers == (("127.0.0.2", 6881),)
+    with pytest.raises(ValueError, match="no port"):
+        as_addrs(["127.0.0.1"])
