@@ -52,6 +52,7 @@ Addr = tuple[str, int]
 
 MAX_METADATA_SIZE = 32 * 1024 * 1024
 MAX_SIZES = 4  # distinct metadata sizes claimed before further claimants are dropped
+METADATA_BUDGET_SLACK = 2 * 1024 * 1024  # bytes beyond max_metadata_size, over all sizes
 HANDSHAKE_LEN = 68  # BEP 3: the BitTorrent handshake
 
 # How to dial (MSE/PE, see magnet/mse.py):
@@ -183,6 +184,9 @@ class Resolution:
         self.max_connections = max_connections
         self.max_known = max_known
         self.max_metadata_size = max_metadata_size
+        # What all metadata being collected may hold at once: one largest info dict and room
+        # for a few small rival claims beside it.
+        self.metadata_budget = max_metadata_size + METADATA_BUDGET_SLACK
         self.connect_timeout = connect_timeout
         self.handshake_timeout = handshake_timeout
         self.request_timeout = request_timeout
@@ -329,6 +333,11 @@ class Resolution:
         return self.result is not None
 
     @property
+    def collecting_bytes(self) -> int:
+        """The sizes of the metadata being collected at once (bounded by ``metadata_budget``)."""
+        return sum(self._assemblers)
+
+    @property
     def active(self) -> int:
         """Connections being made or open."""
         return self._active
@@ -386,8 +395,31 @@ class Resolution:
         peer.conn = None
         peer.stream = None
         if self.result is None:
+            self._release_sizes()
             self._request_more(now)
             self._schedule(now)
+
+    def _open_assembler(self, size: int) -> bool:
+        """Collect metadata of ``size`` bytes if the memory budget has room for it.
+
+        Every size claimed at once is held in memory as its pieces arrive, so the sum of the
+        sizes being collected is bounded (``metadata_budget``), not just each one: four
+        liars claiming 32 MiB each no longer cost 128 MiB.
+        """
+        if sum(self._assemblers) + size > self.metadata_budget:
+            return False
+        self._assemblers[size] = MetadataAssembler(
+            self._v1, self._v2, size, self.max_metadata_size
+        )
+        return True
+
+    def _release_sizes(self) -> None:
+        """Give up sizes no connected peer claims any more, then let waiting sizes in."""
+        live = {p.size for p in self._peers.values() if p.state is _State.READY}
+        for size in [s for s in self._assemblers if s not in live]:
+            del self._assemblers[size]
+        for size in sorted(live - self._assemblers.keys()):
+            self._open_assembler(size)
 
     def _process(self, peer: _Peer, now: float) -> None:
         conn = peer.conn
@@ -437,9 +469,9 @@ class Resolution:
             if len(self._assemblers) >= MAX_SIZES:
                 self._finish(peer, "claims yet another metadata size", now)
                 return
-            self._assemblers[size] = MetadataAssembler(
-                self._v1, self._v2, size, self.max_metadata_size
-            )
+            # A size that does not fit the memory budget beside the sizes being collected
+            # waits (its peer stays connected, asked nothing) until one of those is given up.
+            self._open_assembler(size)
         self.stats.with_metadata += 1
         peer.size = size
         peer.state = _State.READY

@@ -17,9 +17,10 @@ import pytest
 from magnet.io import bulk
 from magnet.io.bulk import resolve_many
 from magnet.io.resolve import ResolveError, resolve
+from magnet.metadata import METADATA_PIECE
 from magnet.trackers.http import parse_announce
 from magnet.trackers.messages import TrackerError
-from tests.magnet.fakepeers import Honest, serve_behaviour
+from tests.magnet.fakepeers import Behaviour, Honest, make_info, serve_behaviour
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,3 +82,49 @@ def test_an_unexpected_error_in_one_link_does_not_stall_the_batch(
         assert kinds == {"bad": "error", "good": "no-peers"}
 
     run(main())
+
+
+class BigLiar(Behaviour):
+    """Claims (and serves garbage of) a huge metadata size, a different one per instance."""
+
+    claims = iter(range(1, 1000))
+
+    def __init__(self, info: bytes) -> None:
+        super().__init__(info)
+        self.size = 30 * 1024 * 1024 + next(self.claims) * METADATA_PIECE
+
+    def advertised_size(self) -> int:
+        return self.size
+
+    def piece(self, index: int) -> bytes | None:
+        count = -(-self.size // METADATA_PIECE)
+        if not 0 <= index < count:
+            return None
+        last = self.size - (count - 1) * METADATA_PIECE
+        return bytes(METADATA_PIECE if index < count - 1 else last)
+
+
+def test_rival_size_claims_share_one_memory_budget() -> None:
+    """Four liars claiming ~30 MiB each once made a resolve hold ~128 MiB; now the sizes
+    collected at once fit one budget, and the honest small torrent still resolves."""
+    from tests.magnet.test_resolution import Swarm, addr, resolution
+
+    info = make_info(3 * METADATA_PIECE)
+    res = resolution(info, max_metadata_size=32 * 1024 * 1024)
+    peers: dict[tuple[str, int], Behaviour] = {addr(i): BigLiar(info) for i in range(4)}
+    peers[addr(9)] = Honest(info)
+    swarm = Swarm(res, peers)
+    res.add_peers(list(peers), "dht", 0.0)
+    peak = 0
+    swarm.pump()
+    while swarm.result is None and swarm.now < 120:
+        peak = max(peak, res.collecting_bytes)
+        timer = res.get_timer()
+        if timer is None:
+            break
+        swarm.now = max(swarm.now, timer)
+        res.handle_timer(swarm.now)
+        swarm.pump()
+    peak = max(peak, res.collecting_bytes)
+    assert swarm.result is not None and swarm.result.info == info
+    assert peak <= res.metadata_budget
