@@ -47,9 +47,9 @@ __all__ = [
 SERVE_ENCRYPTION = ("prefer", "require", "off")
 
 MAX_REQUESTS_PER_CONNECTION = 4096  # a 32 MiB info dict is 2048 pieces; twice that is abuse
-REQUEST_QUEUE = 250  # the reqq we advertise (BEP 10): requests a peer may have outstanding
+REQUEST_QUEUE = 64  # the reqq we advertise (BEP 10): requests a peer may have outstanding
 # Pieces sent in answer to one read: a burst beyond what we advertised gets rejects (a few
-# bytes each), so one read of requests can never make more than ~4 MiB of reply.
+# bytes each), so one read of requests can never make more than ~1 MiB of reply.
 MAX_PIECES_PER_READ = REQUEST_QUEUE
 
 

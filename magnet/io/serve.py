@@ -42,7 +42,7 @@ MAX_CONNECTIONS_PER_IP = 8  # one host cannot hold the server's connections
 HANDSHAKE_TIMEOUT_S = 10.0  # a peer that has not completed its handshake by then is cut off
 IDLE_TIMEOUT_S = 60.0  # no whole message for this long: cut off (a byte a minute is not alive)
 WRITE_BUFFER_HIGH = 1 << 20  # above this, stop reading the peer until it drains (back-pressure)
-WRITE_BUFFER_MAX = 8 << 20  # a peer that lets this much pile up unread is cut off
+WRITE_BUFFER_MAX = 2 << 20  # a peer that lets this much pile up unread is cut off
 CLOSE_GRACE_S = 5.0  # a closing connection that cannot flush its last reply by then is aborted
 
 
