@@ -13,6 +13,8 @@ from typing import Any
 
 import bencode2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from magnet.io import bulk
 from magnet.io.bulk import resolve_many
@@ -128,3 +130,19 @@ def test_rival_size_claims_share_one_memory_budget() -> None:
     peak = max(peak, res.collecting_bytes)
     assert swarm.result is not None and swarm.result.info == info
     assert peak <= res.metadata_budget
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    depth=st.integers(min_value=17, max_value=3000),
+    head=st.sampled_from([b"", b"d5:peers", b"d8:intervali60e5:peers"]),
+    opener=st.sampled_from([b"l", b"d1:a"]),
+    closed=st.booleans(),
+)
+def test_tracker_body_nesting_bombs_are_tracker_errors(
+    depth: int, head: bytes, opener: bytes, closed: bool
+) -> None:
+    """Any nesting past the front door's bound, closed or not, is one TrackerError."""
+    body = head + opener * depth + (b"e" * depth + (b"e" if head else b"") if closed else b"")
+    with pytest.raises(TrackerError):
+        parse_announce(body)
