@@ -107,6 +107,7 @@ def test_peers_not_found_is_exit_1_with_reason(testnet: str) -> None:
     assert "no peers found" in out.stderr and "nodes answered" in out.stderr
 
 
+@pytest.mark.slow
 def test_serve_then_resolve_then_peers(testnet: str, tmp_path: Path) -> None:
     info = make_info(50_000, name="served.bin")
     torrent = b"d4:info" + info + b"e"
@@ -236,6 +237,7 @@ def test_records_bracket_an_ipv6_peer(tmp_path: Path) -> None:
     assert result_record(replace(result, peer=("10.0.0.1", 1)), None)["peer"] == "10.0.0.1:1"
 
 
+@pytest.mark.slow
 def test_serve_on_a_taken_tcp_port_fails_instead_of_waiting(testnet: str, tmp_path: Path) -> None:
     import socket
 

@@ -27,6 +27,7 @@ from magnet.io.resolve import ResolveError, resolve
 HASH = "0123456789abcdef0123456789abcdef01234567"
 
 
+@pytest.mark.slow
 def test_silent_router_ends_the_resolve_long_before_its_timeout() -> None:
     # The old code waited the full 60 s: the subprocess limit below fails it.
     out = subprocess.run(
@@ -71,6 +72,7 @@ def test_unresolvable_routers_in_bulk_fail_each_link_at_once(no_dns: None) -> No
     assert "bootstrap routers resolved" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_tracker_still_gets_its_chance_when_the_dht_is_down(no_dns: None) -> None:
     async def main(url: str) -> ResolveError:
         with pytest.raises(ResolveError) as caught:
@@ -92,6 +94,7 @@ def test_a_tracker_still_gets_its_chance_when_the_dht_is_down(no_dns: None) -> N
     assert error.reason.startswith("no metadata after 1.5 s"), error.reason
 
 
+@pytest.mark.slow
 def test_dht_down_and_the_last_tracker_empty_ends_it_at_once() -> None:
     async def main() -> ResolveError:
         with pytest.raises(ResolveError) as caught:

@@ -45,6 +45,7 @@ def test_the_crawl_policy_follows_the_bootstrap_addresses(
     assert {a for a in (PUBLIC, LAN, LOOP) if policy.acceptable(a)} == expect
 
 
+@pytest.mark.slow
 def test_a_wildcard_crawl_of_a_loopback_testnet_meets_the_whole_testnet(tmp_path: Path) -> None:
     async def main() -> Crawler:
         async with Testnet(12, seed=3) as net:

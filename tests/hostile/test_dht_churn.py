@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from dht.config import DhtConfig
 from dht.protocol import DhtProtocol
 from dht.simulation import SimNetwork
@@ -17,6 +19,7 @@ from dht.transactions import NO_OWNER
 from dht.wire import Addr, Response, decode, encode_response
 
 
+@pytest.mark.slow
 def test_entries_of_a_restarted_node_leave_the_tables(sim: SimNetwork) -> None:
     nodes = sim.grow(60, settle_s=30.0)
     sim.run_for(600.0)

@@ -98,6 +98,7 @@ nested = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(value=nested, cut=st.integers(0, 2000), pad=st.binary(max_size=50))
 def test_front_door_agrees_with_the_decoder(value: object, cut: int, pad: bytes) -> None:

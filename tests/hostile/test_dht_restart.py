@@ -26,6 +26,7 @@ async def nothing_resolves(names: Sequence[object], *, family: int) -> list[Addr
     return []
 
 
+@pytest.mark.slow
 def test_restart_without_routers_keeps_its_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

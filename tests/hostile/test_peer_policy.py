@@ -112,6 +112,7 @@ class _Counter(asyncio.DatagramProtocol):
         self.datagrams += 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("allow_private", [False, True])
 def test_a_loopback_udp_tracker_is_refused_unless_the_user_opts_in(allow_private: bool) -> None:
     async def main() -> None:
