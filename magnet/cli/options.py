@@ -112,7 +112,10 @@ def run(main: Coroutine[Any, Any, _T]) -> _T:
 # --- the root group: one-line usage errors, finite floats, -v/-q everywhere ----------------
 
 
-class _FiniteFloat(click_types.FloatParamType):
+class _Finite(click_types.ParamType):
+    """Refuses nan and inf after the float type's own conversion (a range alone lets nan
+    through: it compares false with both ends)."""
+
     def convert(
         self, value: Any, param: click_core.Parameter | None, ctx: click_core.Context | None
     ) -> Any:
@@ -122,15 +125,12 @@ class _FiniteFloat(click_types.FloatParamType):
         return number
 
 
-class _FiniteFloatRange(click_types.FloatRange):
-    # nan compares false with both ends of a range, so the range alone lets it through.
-    def convert(
-        self, value: Any, param: click_core.Parameter | None, ctx: click_core.Context | None
-    ) -> Any:
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return number
+class _FiniteFloat(_Finite, click_types.FloatParamType):
+    pass
+
+
+class _FiniteFloatRange(_Finite, click_types.FloatRange):
+    pass
 
 
 def _finite(kind: click_types.ParamType) -> click_types.ParamType:
