@@ -80,6 +80,22 @@ async def honest_fetch(port: int, info: bytes = INFO, source: str = "127.0.0.1")
         writer.close()
 
 
+async def trickle(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, chunks: list[bytes], gap: float
+) -> bool:
+    """Send ``chunks`` one per ``gap`` seconds; True once the server has hung up on us."""
+    for chunk in chunks:
+        try:
+            writer.write(chunk)
+            if await asyncio.wait_for(reader.read(65536), gap) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return True
+    return False
+
+
 def test_a_burst_of_requests_gets_bounded_replies_built_in_one_join() -> None:
     """Thousands of requests in one read: at most MAX_PIECES_PER_READ pieces, rejects for
     the rest (the reply was once built by repeated bytes +=, quadratic in the burst)."""
@@ -154,18 +170,7 @@ def test_slow_handshake_is_cut_off_at_the_deadline(monkeypatch: pytest.MonkeyPat
             hello = PeerConnection(info_hash(INFO), os.urandom(20)).send_handshake()
             loop = asyncio.get_running_loop()
             start = loop.time()
-            closed = False
-            for byte in hello:
-                writer.write(bytes([byte]))
-                try:
-                    if await asyncio.wait_for(reader.read(1), 0.1) == b"":
-                        closed = True
-                        break
-                except TimeoutError:
-                    continue
-                except ConnectionResetError:
-                    closed = True
-                    break
+            closed = await trickle(reader, writer, [bytes([b]) for b in hello], 0.1)
             assert closed, "a trickled handshake kept its connection"
             assert loop.time() - start < len(hello) * 0.1  # cut before the trickle ended
             writer.close()
@@ -185,18 +190,7 @@ def test_idle_clock_counts_messages_not_bytes(monkeypatch: pytest.MonkeyPatch) -
             writer.write(conn.send_handshake())
             await asyncio.wait_for(reader.readexactly(68), 5)
             writer.write((1 << 16).to_bytes(4, "big"))  # a length prefix of a 64 KiB message
-            closed = False
-            for _ in range(40):  # then a byte every 0.05 s: 2 s of trickle
-                try:
-                    writer.write(b"x")
-                    if await asyncio.wait_for(reader.read(65536), 0.05) == b"":
-                        closed = True
-                        break
-                except TimeoutError:
-                    continue
-                except ConnectionResetError:
-                    closed = True
-                    break
+            closed = await trickle(reader, writer, [b"x"] * 40, 0.05)  # 2 s of trickle
             assert closed, "a trickle of bytes kept an idle connection"
             writer.close()
 
