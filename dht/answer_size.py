@@ -6,6 +6,12 @@ chose. ``fit_answer`` trims an answer's lists until the encoded datagram fits a 
 ``nodes6`` a BEP 32 ``want`` added, then ``values`` (BEP 5 peers), then BEP 51 ``samples``,
 and ``nodes`` last, since a querier that gets nothing else still needs them to go on.
 Answers to this host (loopback) are not capped: they cannot be aimed at anyone else.
+
+Two answers carry a part that is never trimmed, since it is what was asked for: a BEP 44
+``get`` answer's ``v`` (with ``k``/``sig``, at most ~1.15 KB) and BEP 33's two 256-byte
+``BFsd``/``BFpe``. Their lists go first, so such an answer is at most ~1.2 KB to a ~90-byte
+query: about the ratio the floor already allows a 60-byte ping (768 bytes, ~13x), and a
+spoofer cannot make it bigger, since putting an item there needs a token sent to a real IP.
 """
 
 from __future__ import annotations

@@ -35,6 +35,12 @@ class DhtConfig:
     max_peers_per_hash: int = 500
     max_total_peers: int = 200_000  # peers stored over all info-hashes
     peer_ttl_s: float = 45 * 60.0
+    max_items: int = 5_000  # BEP 44 items stored for others
+    max_item_bytes: int = 4_000_000  # their data in all (values, keys, signatures)
+    max_items_per_source: int = 64  # charged to one /24 (IPv6 /64)
+    item_ttl_s: float = 2 * 3600.0  # BEP 44: two hours unless put again
+    item_republish_s: float = 3600.0  # our own items are put again this often (BEP 44: hourly)
+    max_own_items: int = 256  # items this node republishes for its user
     max_values: int = 50  # peers per get_peers answer: keeps answers well under 1024 bytes
     # No answer is larger than max(answer_floor, answer_ratio * its query) bytes: a spoofed
     # query must not buy much more traffic toward its victim (lists are trimmed to fit).

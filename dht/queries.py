@@ -1,12 +1,14 @@
 """Answers to the queries other nodes send us: one handler per KRPC method, in a table.
 
-BEP 5 ``ping``, ``find_node``, ``get_peers`` and ``announce_peer``, BEP 51
-``sample_infohashes``; ``nodes`` or ``nodes6`` by the DHT we are part of, both when a query
-says ``want`` (BEP 32). ``QueryAnswerer.handlers`` maps the method's bytes to a handler that
-takes the decoded query, the source address and ``now`` and returns the ``r`` dict of the
-answer, or raises ``QueryRefusedError`` for an error answer (an unknown method has no handler:
-the dispatcher answers 204). Handlers only build answers and store announces; encoding,
-counting and what we learn about the querier are the dispatcher's (``dht.protocol``).
+BEP 5 ``ping``, ``find_node``, ``get_peers`` (with BEP 33 scrape filters when asked) and
+``announce_peer`` (BEP 33 ``seed``), BEP 51 ``sample_infohashes``, BEP 44 ``get`` and ``put``
+(items in ``dht.itemstore``, checked by ``dht.items``); ``nodes`` or ``nodes6`` by the DHT we
+are part of, both when a query says ``want`` (BEP 32). ``QueryAnswerer.handlers`` maps the
+method's bytes to a handler that takes the decoded query, the source address and ``now``
+and returns the ``r`` dict of the answer, or raises ``QueryRefusedError`` for an error
+answer (an unknown method has no handler: the dispatcher answers 204). Handlers only build
+answers and store announces and items; encoding, counting and what we learn about the
+querier are the dispatcher's (``dht.protocol``).
 
 This is the hot path of a busy node: a handler does its lookups and returns, without
 layers or copies (``routing.closest_compact`` keeps ready-made answers).
@@ -19,6 +21,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dht.events import DhtEvent, InfoHashSeen
+from dht.items import PutRejected, check_signature, parse_put, response_fields
+from dht.itemstore import ItemStore
 from dht.wire import ERROR_PROTOCOL, Addr, Query
 
 if TYPE_CHECKING:
@@ -52,12 +56,22 @@ class QueryAnswerer:
         self.rng = host.rng
         self.events = events
         self.nodes_key = b"nodes" if host.family == 4 else b"nodes6"
+        cfg = self.config
+        # BEP 44 items we keep for others (and our own, which we also put to the network).
+        self.items = ItemStore(
+            max_items=cfg.max_items,
+            max_bytes=cfg.max_item_bytes,
+            max_per_source=cfg.max_items_per_source,
+            ttl_s=cfg.item_ttl_s,
+        )
         self.handlers: dict[bytes, Handler] = {
             b"ping": self.ping,
             b"find_node": self.find_node,
             b"get_peers": self.get_peers,
             b"announce_peer": self.announce_peer,
             b"sample_infohashes": self.sample_infohashes,
+            b"get": self.get,
+            b"put": self.put,
         }
 
     # --- the handlers -------------------------------------------------------------------------
@@ -87,6 +101,10 @@ class QueryAnswerer:
             values = self.storage.values(info_hash, now, self.config.max_values, self.rng)
             if values:
                 r[b"values"] = values
+            if q.args.get(b"scrape") == 1:  # BEP 33
+                filters = self.storage.scrape(info_hash, now)
+                if filters is not None:
+                    r[b"BFsd"], r[b"BFpe"] = filters
         if self.config.observe:
             self.events.append(InfoHashSeen(info_hash, "get_peers", addr, None))
         return r
@@ -98,7 +116,7 @@ class QueryAnswerer:
             raise QueryRefusedError(ERROR_PROTOCOL, "invalid token")
         # BEP 5 implied_port: the port the query came from (a peer behind a NAT or on uTP).
         port = addr[1] if args.get(b"implied_port") else args[b"port"]
-        self.storage.add(info_hash, (addr[0], port), now)
+        self.storage.add(info_hash, (addr[0], port), now, seed=args.get(b"seed") == 1)
         if self.config.observe:
             self.events.append(InfoHashSeen(info_hash, "announce_peer", addr, (addr[0], port)))
         return {b"id": self.host.node_id}
@@ -113,6 +131,35 @@ class QueryAnswerer:
         }
         self.add_nodes(r, q)
         return r
+
+    def get(self, q: Query, addr: Addr, now: float) -> dict[bytes, Any]:
+        """BEP 44 get: the item we hold for the target, a write token bound to the target
+        and the querier's IP, and the closest nodes. A ``seq`` in the query asks only for
+        something newer: ``response_fields`` leaves k, sig and v out otherwise."""
+        target: bytes = q.target  # type: ignore[assignment]
+        r: dict[bytes, Any] = {b"id": self.host.node_id}
+        self.add_nodes(r, q)
+        if self.pool is None:  # a router stores nothing, so it hands out no token
+            r[b"token"] = self.tokens.issue(addr[0], now, target)
+            r.update(response_fields(self.items.get(target, now), q.args.get(b"seq")))
+        return r
+
+    def put(self, q: Query, addr: Addr, now: float) -> dict[bytes, Any]:
+        """BEP 44 put, refused in libtorrent's order, cheapest check first: shape and sizes
+        (203, 205, 207), the token (203), the ed25519 signature (206), then the store's own
+        rules: cas (301), seq (302) and the per-source and total caps."""
+        if self.pool is not None:
+            raise QueryRefusedError(ERROR_PROTOCOL, "a router stores no items")
+        req = parse_put(q.args)
+        if isinstance(req, PutRejected):
+            raise QueryRefusedError(req.code, req.message)
+        item = req.item
+        if not self.tokens.check(req.token, addr[0], now, item.target):
+            raise QueryRefusedError(ERROR_PROTOCOL, "invalid token")
+        refused = check_signature(item) or self.items.put(item, addr[0], now, cas=req.cas)
+        if refused is not None:
+            raise QueryRefusedError(refused.code, refused.message)
+        return {b"id": self.host.node_id}
 
     # --- the nodes of an answer ---------------------------------------------------------------
 

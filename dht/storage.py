@@ -11,6 +11,10 @@ Per info-hash, one host (``dht.subnets``: an IPv6 /64) holds at most ``per_host`
 one /24 (IPv6 /48) at most ``per_subnet``: announces past that are refused, so a single host
 or network cannot push an honest swarm out.
 
+BEP 33: each entry says whether the peer announced as a seed (``seed=1``); ``scrape`` gives
+the two bloom filters of a swarm's seeds and other peers, cached per swarm until it changes
+(a few hundred SHA-1s per swarm, not per scrape query).
+
 BEP 51 ``sample`` draws from a list of the info-hashes kept beside the ordered dict (swap
 with the last and pop to remove), so a sample costs its size, not the store's.
 """
@@ -20,12 +24,14 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 
+from dht.bloom import ScrapeFilter
 from dht.subnets import host_key, subnet_key
 from dht.wire import Addr, pack_addr, unpack_addr
 
 __all__ = ["PEER_TTL_S", "PeerStore"]
 
 PEER_TTL_S = 45 * 60.0  # libtorrent keeps announces for 45 minutes; BEP 5 leaves it open
+SCRAPE_CACHE = 256  # swarms whose scrape filters are kept ready
 
 
 class PeerStore:
@@ -45,8 +51,12 @@ class PeerStore:
         self.max_peers = max_peers
         self.max_total = max_total
         self.ttl_s = ttl_s
-        # info_hash -> (ip -> (compact peer, expiry)); both ordered oldest first.
-        self._swarms: OrderedDict[bytes, OrderedDict[str, tuple[bytes, float]]] = OrderedDict()
+        # info_hash -> (ip -> (compact peer, expiry, seed)); both ordered oldest first.
+        self._swarms: OrderedDict[bytes, OrderedDict[str, tuple[bytes, float, bool]]] = (
+            OrderedDict()
+        )
+        # info_hash -> (BFsd, BFpe, valid until): dropped when the swarm changes.
+        self._scrapes: dict[bytes, tuple[bytes, bytes, float]] = {}
         # info_hash -> host or subnet key -> entries it has in that swarm (keys of different
         # kinds differ in length, so one dict holds both)
         self._shares: dict[bytes, dict[bytes, int]] = {}
@@ -61,8 +71,9 @@ class PeerStore:
     def __contains__(self, info_hash: object) -> bool:
         return info_hash in self._swarms
 
-    def add(self, info_hash: bytes, peer: Addr, now: float) -> bool:
-        """Store an announce; False when its host or subnet has its share of the swarm."""
+    def add(self, info_hash: bytes, peer: Addr, now: float, *, seed: bool = False) -> bool:
+        """Store an announce; False when its host or subnet has its share of the swarm.
+        ``seed``: the peer said it has the whole torrent (BEP 33)."""
         compact = pack_addr(peer)
         ip = peer[0]
         swarm = self._swarms.get(info_hash)
@@ -92,8 +103,9 @@ class PeerStore:
                 self.peer_count -= 1
                 self._share(info_hash, old_ip, -1)
             self._share(info_hash, ip, 1)
-        swarm[ip] = (compact, now + self.ttl_s)
+        swarm[ip] = (compact, now + self.ttl_s, seed)
         self.peer_count += 1
+        self._scrapes.pop(info_hash, None)
         while self.peer_count > self.max_total and len(self._swarms) > 1:
             oldest = next(iter(self._swarms))
             if oldest == info_hash:
@@ -118,6 +130,7 @@ class PeerStore:
     def _pop_swarm(self, info_hash: bytes) -> None:
         self.peer_count -= len(self._swarms.pop(info_hash))
         self._shares.pop(info_hash, None)
+        self._scrapes.pop(info_hash, None)
         i = self._index.pop(info_hash)
         last = self._hashes.pop()
         if last != info_hash:
@@ -129,13 +142,36 @@ class PeerStore:
         swarm = self._swarms.get(info_hash)
         if not swarm:
             return []
-        live = [compact for compact, expires in swarm.values() if expires > now]
+        live = [compact for compact, expires, _ in swarm.values() if expires > now]
         if len(live) > limit:
             live = rng.sample(live, limit)
         return live
 
     def get(self, info_hash: bytes, now: float, limit: int, rng: random.Random) -> list[Addr]:
         return [unpack_addr(c) for c in self.values(info_hash, now, limit, rng)]
+
+    def scrape(self, info_hash: bytes, now: float) -> tuple[bytes, bytes] | None:
+        """BEP 33 ``BFsd`` and ``BFpe``: bloom filters of the live seeds' and other peers'
+        IPs, or None when no live peer is stored for ``info_hash``."""
+        cached = self._scrapes.get(info_hash)
+        if cached is not None and cached[2] > now:
+            return cached[0], cached[1]
+        swarm = self._swarms.get(info_hash)
+        if not swarm:
+            return None
+        seeds, peers = ScrapeFilter(), ScrapeFilter()
+        until = float("inf")
+        for ip, (_, expires, seed) in swarm.items():
+            if expires > now:
+                (seeds if seed else peers).add(ip)
+                until = min(until, expires)
+        if until == float("inf"):
+            return None
+        result = (seeds.to_bytes(), peers.to_bytes())
+        if len(self._scrapes) >= SCRAPE_CACHE:
+            del self._scrapes[next(iter(self._scrapes))]
+        self._scrapes[info_hash] = (*result, until)
+        return result
 
     def sample(self, count: int, rng: random.Random) -> list[bytes]:
         """Up to ``count`` random stored info-hashes (BEP 51 sample_infohashes)."""
@@ -152,7 +188,7 @@ class PeerStore:
         dropped = 0
         for info_hash in list(self._swarms):
             swarm = self._swarms[info_hash]
-            dead = [ip for ip, (_, expires) in swarm.items() if expires <= now]
+            dead = [ip for ip, (_, expires, _) in swarm.items() if expires <= now]
             for ip in dead:
                 del swarm[ip]
                 self._share(info_hash, ip, -1)

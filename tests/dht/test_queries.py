@@ -40,6 +40,8 @@ def test_the_table_holds_one_handler_per_method_we_answer() -> None:
         b"get_peers",
         b"announce_peer",
         b"sample_infohashes",
+        b"get",
+        b"put",
     }
     assert b"vote" not in table  # the dispatcher answers 204 for what has no handler
 
