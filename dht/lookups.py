@@ -5,8 +5,9 @@ walk), the KRPC query it sends to each node, and what happens when the walk is o
 kinds are subclasses, as libtorrent's ``traversal_algorithm`` has ``get_peers`` and its
 ``obfuscated_get_peers`` and announce observers: ``FindNode`` (and ``Refresh``, which only
 names itself differently), ``GetPeers``, and ``Announce``, a get_peers whose walk is
-followed by an announce_peer phase to the closest nodes with their tokens. A later BEP 44
-``put`` is one more subclass with its own phase.
+followed by an announce_peer phase to the closest nodes with their tokens. BEP 44 get and put
+(``dht.itemlookups``) and the BEP 33 scrape (``dht.scrapes``) are subclasses in their own
+modules, which see each trusted answer through the ``replied`` hook.
 
 ``LookupManager`` owns the running traversals: it starts them, sends their queries (each
 owned by a ``LookupQuery`` that reports back itself), finishes them when the walk says it is
@@ -67,6 +68,9 @@ class Traversal:
 
     def started(self, now: float) -> None:
         """Hook: the traversal was just registered, before its first queries."""
+
+    def replied(self, cand: Candidate, msg: Response, now: float) -> None:
+        """Hook: ``cand`` answered and the answer is trusted (its nodes already taken)."""
 
     def walk_done(self, now: float) -> bool:
         """Hook: the walk is over. True when the traversal is finished too; False when it goes
@@ -273,6 +277,7 @@ class LookupManager:
             new_peers = lookup.on_reply(cand, msg.id, nodes, token=msg.token, peers=msg.peers)
             if new_peers and self._running.get(t.id) is t:
                 self.events.append(PeersFound(t.id, tuple(new_peers)))
+            t.replied(cand, msg, now)
         else:
             # BEP 42: its nodes may still help, but its answer neither counts toward the end
             # of the walk nor gives a token we would announce with.

@@ -37,6 +37,7 @@ from dht.config import VERSION, DhtConfig, Stats
 from dht.events import DhtEvent, ExternalAddressChanged, QueryFailed
 from dht.external_ip import ExternalIpVoter
 from dht.ids import bep42_exempt, bep42_id, bep42_valid, random_id
+from dht.itemlookups import Republisher
 from dht.lookups import Announce, FindNode, GetPeers, LookupManager
 from dht.maintenance import Bootstrap, Maintenance
 from dht.pool import NodePool
@@ -112,6 +113,7 @@ class DhtProtocol:
         self.maintenance = Maintenance(self, config=cfg, lookups=self.lookups, now=now)
         self.bootstrapper = Bootstrap(self, config=cfg, lookups=self.lookups, events=self._events)
         self.lookups.on_finished = self.bootstrapper.lookup_finished
+        self.republisher = Republisher(self, now)  # BEP 44: our own items, put again hourly
         # Rate limits (0: none): on the queries we answer, and on those we send.
         self._admission = QueryAdmission(
             rate_per_ip=cfg.rate_per_ip,
@@ -167,6 +169,7 @@ class DhtProtocol:
         if now >= self.maintenance.next_at:
             self.lookups.expire(now)
             self.maintenance.tick(now)
+            self.republisher.tick(now)
         self.lookups.pump(now)
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:

@@ -31,6 +31,17 @@ from dht.events import (
 )
 from dht.io.routers import DEFAULT_ROUTERS, resolve_routers
 from dht.io.timer import CoreTimer
+from dht.itemlookups import PutItem, PutResult, best_item, start_get, start_put
+from dht.items import (
+    MAX_SALT_BYTES,
+    MAX_SEQ,
+    MAX_V_BYTES,
+    Item,
+    encode_value,
+    immutable_item,
+    mutable_target,
+    public_key,
+)
 from dht.protocol import DhtConfig, DhtProtocol
 from dht.wire import Addr, NodeContact, Response
 
@@ -509,6 +520,78 @@ class Node:
         now = self._now()
         rids = [c.announce(info_hash, port, now, implied_port=implied_port) for c in self.cores]
         return sum(d.announced for d in await self._run_lookups(rids))
+
+    async def get(
+        self, target: bytes, *, salt: bytes | None = None, seq: int | None = None
+    ) -> Item | None:
+        """BEP 44 get: the item stored under ``target`` with the highest seq the closest
+        nodes hold, checked (hash or signature), or None. A mutable item's ``salt`` is needed
+        to check its signature; ``seq`` asks only for an item newer than that."""
+        now = self._now()
+        gets = [start_get(c, target, now, salt=salt or b"", min_seq=seq) for c in self.cores]
+        await self._run_lookups([t.id for t in gets])
+        return best_item([t.best for t in gets])
+
+    async def put_immutable(self, value: object) -> PutResult:
+        """BEP 44: store ``value`` (bytes, int, list or dict; at most 1000 bytes bencoded)
+        under SHA-1 of its bencoding; it is put again hourly while this node runs."""
+        item = immutable_item(value)
+        return await self._put(lambda core: PutItem(core.new_request_id(), item.target, item=item))
+
+    async def put_mutable(
+        self,
+        private_key: bytes,
+        value: object,
+        salt: bytes = b"",
+        seq: int | None = None,
+        cas: int | None = None,
+    ) -> PutResult:
+        """BEP 44: store ``value`` signed by the ed25519 key with this 32-byte seed, under
+        SHA-1(public key + salt). ``seq`` None: one more than the highest the network holds;
+        ``cas``: only replace the item if its seq is this one (error 301 otherwise)."""
+        v = encode_value(value)  # misuse is a ValueError now, not after the walk
+        if len(v) > MAX_V_BYTES:
+            raise ValueError(f"value is {len(v)} bytes bencoded, BEP 44 allows {MAX_V_BYTES}")
+        if len(salt) > MAX_SALT_BYTES:
+            raise ValueError(f"salt is {len(salt)} bytes, BEP 44 allows {MAX_SALT_BYTES}")
+        for name, number in (("seq", seq), ("cas", cas)):
+            if number is not None and not 0 <= number <= MAX_SEQ:
+                raise ValueError(f"{name} {number} is outside 0..2**63-1")
+        target = mutable_target(public_key(private_key), salt)
+        return await self._put(
+            lambda core: PutItem(
+                core.new_request_id(),
+                target,
+                seed=private_key,
+                value=v,
+                salt=salt,
+                seq=seq,
+                cas=cas,
+            )
+        )
+
+    async def _put(self, make: Callable[[DhtProtocol], PutItem]) -> PutResult:
+        now = self._now()
+        puts = [start_put(c, make(c), now) for c in self.cores]
+        await self._run_lookups([t.id for t in puts])
+        for core, t in zip(self.cores, puts, strict=True):
+            core.republisher.add(t.final_item(), self._now())
+        return PutResult.of(puts)
+
+    async def scrape(self, info_hash: bytes) -> tuple[float, float]:
+        """BEP 33: estimated (seeds, peers) of a swarm, from the bloom filters of the nodes
+        closest to ``info_hash`` (both DHT families' filters united)."""
+        from dht.bloom import ScrapeFilter
+        from dht.scrapes import Scrape, estimate
+
+        now = self._now()
+        scrapes = [Scrape(c.new_request_id(), info_hash) for c in self.cores]
+        for core, t in zip(self.cores, scrapes, strict=True):
+            core.lookups.start(t, now)
+        await self._run_lookups([t.id for t in scrapes])
+        seeds = ScrapeFilter.union_of(t.seed_filter for t in scrapes)
+        peers = ScrapeFilter.union_of(t.peer_filter for t in scrapes)
+        return estimate(seeds), estimate(peers)
 
     async def bootstrap(self, routers: Sequence[Addr] | None = None) -> int:
         """Join the DHT through ``routers`` (default: this node's). Returns the table size."""

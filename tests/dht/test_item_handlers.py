@@ -214,9 +214,7 @@ def test_a_big_item_answer_to_a_remote_querier_keeps_v_and_drops_nodes() -> None
     core = make_core()
     item = immutable_item(b"x" * 990)
     put(core, put_arguments(item, token_for(core, item.target)))
-    data = encode_query(
-        b"tx", b"get", {b"id": b"q" * 20, b"target": item.target}, read_only=True
-    )
+    data = encode_query(b"tx", b"get", {b"id": b"q" * 20, b"target": item.target}, read_only=True)
     core.receive_datagram(data, ("9.0.0.2", 7000), 1.0)
     [(answer, _)] = core.datagrams_to_send(1.0)
     r = bencode2.bdecode(answer)[b"r"]
