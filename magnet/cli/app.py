@@ -1,7 +1,7 @@
 """The ``magnetar`` command line: the root typer app, its global options and its entry point.
 
 Each command lives in its own module beside this one (``node``, ``client``, ``resolve``,
-``serve``, ``scrape``, ``testnet``, ``crawl``) and is registered here, in the order of
+``serve``, ``scrape``, ``testnet``, ``crawl``, ``items``) and is registered here, in the order of
 ``--help``. Commands parse their options, make one library call and print; what they share
 (``--bootstrap``, ``--json``, exit codes, error lines) is in ``options``. Importing this
 module imports typer and those small modules only: libraries load inside the command that
@@ -17,7 +17,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from magnet.cli import client, node, resolve, scrape, serve, testnet
+from magnet.cli import client, items, node, resolve, scrape, serve, testnet
 from magnet.cli.crawl import crawl_app
 from magnet.cli.options import MagnetarGroup, configure_logging
 
@@ -70,6 +70,9 @@ def version() -> None:
 app.command()(node.node)
 app.command()(client.ping)
 app.command()(client.peers)
+app.command()(items.get)
+app.command()(items.put)
+app.command()(items.keygen)
 app.command()(resolve.resolve)
 app.command()(serve.serve)
 app.command()(scrape.scrape)

@@ -75,8 +75,14 @@ def peers(
         float, typer.Option(help="Give up after this many seconds.", min=0.1)
     ] = 30.0,
     json_out: JsonOption = False,
+    scrape: Annotated[
+        bool,
+        typer.Option("--scrape", help="Estimate seeds and peers from BEP 33 filters instead."),
+    ] = False,
 ) -> None:
     """Look up peers for an info-hash on the DHT; print them as they arrive.
+
+    With --scrape, print the estimated number of seeds and peers (BEP 33) instead.
 
     Example: magnetar peers 0123456789abcdef0123456789abcdef01234567 -b 127.0.0.1:6881
     """
@@ -90,6 +96,11 @@ def peers(
         target = parse_info_hash(info_hash)
     except ValueError as exc:
         fail(str(exc))
+    if scrape:
+        from magnet.cli.items import print_scrape
+
+        print_scrape(target, parse_bootstrap(bootstrap), timeout, json_out)
+        return
     search = find_peers(target, bootstrap=parse_bootstrap(bootstrap), timeout=timeout)
     started = time.monotonic()
 
