@@ -15,7 +15,14 @@ from dht.io.files import NotRegularFileError
 from dht.io.itemclient import get_item, load_key, new_key, put_item
 from dht.io.node import Node
 from dht.io.testnet import Testnet
-from dht.items import ImmutableItem, MutableItem, immutable_target, mutable_target, public_key
+from dht.items import (
+    ImmutableItem,
+    MutableItem,
+    encode_value,
+    immutable_target,
+    mutable_target,
+    public_key,
+)
 
 T = TypeVar("T")
 SEED = bytes(range(32))
@@ -48,7 +55,7 @@ def test_put_and_get_through_nodes_on_loopback() -> None:
             assert await reader.get(second.target, salt=b"s", seq=2) is None
             # the writer's node republishes what it put
             assert len(writer.core.republisher) == 2
-            assert await reader.get(immutable_target(b"3:no!")) is None
+            assert await reader.get(immutable_target(encode_value(b"no!"))) is None
 
     run(main())
 
