@@ -96,7 +96,7 @@ def test_magnetar_scrape_counts_a_libtorrent_swarm(swarm: LtSwarm) -> None:
 def test_libtorrent_immutable_put_is_got_by_magnetar(swarm: LtSwarm) -> None:
     import libtorrent as lt
 
-    value = {b"interop": [b"libtorrent", 2, {b"x": b"\x00\xff"}]}
+    value: Any = {b"interop": [b"libtorrent", 2, {b"x": b"\x00\xff"}]}
     target = swarm[2].session.dht_put_immutable_item(value).to_bytes()
     wait_alert(swarm[2], lambda a: isinstance(a, lt.dht_put_alert))
     out = magnetar(swarm, "get", target.hex(), "--json")
