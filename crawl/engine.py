@@ -37,8 +37,10 @@ from crawl.events import (
 )
 from crawl.scheduler import CrawlQuery, CrawlScheduler, CrawlStats, SchedulerConfig, Support
 from dht.addresses import AddressClass, classify
+from dht.bloom import ScrapeFilter
 from dht.events import DhtEvent, InfoHashSeen, LookupDone, PeersFound, QueryAnswered, QueryFailed
 from dht.protocol import DhtConfig, DhtProtocol
+from dht.scrapes import Scrape, estimate
 from dht.wire import Addr, Response
 
 __all__ = ["CrawlEngine", "Endpoint", "family_of", "spread_ids"]
@@ -75,6 +77,7 @@ class _PeerLookup:
     peers: dict[Addr, None] = field(default_factory=dict)
     queried: int = 0
     replied: int = 0
+    scrapes: list[Scrape] = field(default_factory=list)  # BEP 33: one per family when asked
 
 
 class CrawlEngine:
@@ -219,9 +222,10 @@ class CrawlEngine:
         self.scheduler.sampled_yield(addr, new, now)
         self._note_node(addr)
 
-    def find_peers(self, info_hash: bytes, now: float) -> int:
+    def find_peers(self, info_hash: bytes, now: float, *, scrape: bool = False) -> int:
         """A get_peers lookup (BEP 5) from our first node id, in each family; its peers come
-        in one ``PeersLookedUp`` carrying the returned handle. For metadata resolution."""
+        in one ``PeersLookedUp`` carrying the returned handle. For metadata resolution.
+        ``scrape``: ask for BEP 33 filters too; the event then carries the estimates."""
         handle = self._next_lookup
         self._next_lookup += 1
         state = self._lookups[handle] = _PeerLookup(info_hash)
@@ -233,7 +237,12 @@ class CrawlEngine:
             # An empty table (start-up): walk from the seeds, as a fresh client would.
             fam = e.family
             seeds = [] if len(core.routing) else [s for s in self._seeds if family_of(s) == fam]
-            rid = core.get_peers(info_hash, now, seeds=seeds)
+            if scrape:
+                t = Scrape(core.new_request_id(), info_hash)
+                state.scrapes.append(t)
+                rid = core.lookups.start(t, now, seeds).id
+            else:
+                rid = core.get_peers(info_hash, now, seeds=seeds)
             state.open.add(rid)
             self._lookup_of[rid] = handle
             started.append(i)
@@ -342,9 +351,19 @@ class CrawlEngine:
         state.replied += done.replied
         if not state.open:
             del self._lookups[handle]
+            seeds = peers = None
+            if state.scrapes:
+                seeds = estimate(ScrapeFilter.union_of(t.seed_filter for t in state.scrapes))
+                peers = estimate(ScrapeFilter.union_of(t.peer_filter for t in state.scrapes))
             self._events.append(
                 PeersLookedUp(
-                    handle, state.info_hash, tuple(state.peers), state.queried, state.replied
+                    handle,
+                    state.info_hash,
+                    tuple(state.peers),
+                    state.queried,
+                    state.replied,
+                    seeds,
+                    peers,
                 )
             )
 

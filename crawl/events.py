@@ -72,6 +72,8 @@ class PeersLookedUp:
     peers: tuple[Addr, ...]
     queried: int
     replied: int
+    seeds_estimate: float | None = None  # BEP 33, when the lookup was a scrape
+    peers_estimate: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

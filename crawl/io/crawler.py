@@ -75,6 +75,10 @@ class CrawlConfig:
     metadata_timeout_s: float = 30.0
     metadata_connections: int = 8  # peer connections per resolve
     metadata_queue: int = 10_000  # info-hashes waiting for resolution; more are skipped
+    scrape: bool = False  # BEP 33: estimate seeds and peers of each new info-hash
+    scrape_concurrency: int = 4
+    scrape_timeout_s: float = 30.0
+    scrape_queue: int = 10_000  # info-hashes waiting for a scrape; more are skipped
     stats_interval_s: float = 60.0
     query_timeout_s: float = 4.0
     startup_timeout_s: float = 20.0  # no node answered by then: the crawl fails
@@ -155,6 +159,9 @@ class Crawler:
             max(1, config.metadata_queue)
         )
         self._peer_waits: dict[int, asyncio.Future[PeersLookedUp]] = {}
+        self._scrape_queue: asyncio.Queue[bytes] = asyncio.Queue(max(1, config.scrape_queue))
+        self.scraped = 0
+        self.scrape_skipped = 0  # queue full
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -244,6 +251,11 @@ class Crawler:
             raise CrawlError(f"none of the {len(routers)} bootstrap nodes resolved")
         engine.add_seeds(seeds, loop.time())
         self._flush()
+        if cfg.scrape:
+            self._workers.extend(
+                asyncio.create_task(self._scrape_worker())
+                for _ in range(max(1, cfg.scrape_concurrency))
+            )
         if cfg.metadata:
             self._workers = [
                 asyncio.create_task(self._metadata_worker())
@@ -374,6 +386,11 @@ class Crawler:
     # --- metadata ----------------------------------------------------------------------------
 
     def _want_metadata(self, info_hash: bytes, peer: Addr | None) -> None:
+        if self.config.scrape:
+            try:
+                self._scrape_queue.put_nowait(info_hash)
+            except asyncio.QueueFull:
+                self.scrape_skipped += 1
         if not self.config.metadata:
             return
         try:
@@ -381,11 +398,13 @@ class Crawler:
         except asyncio.QueueFull:
             self.metadata_skipped += 1
 
-    async def _find_peers(self, info_hash: bytes, timeout: float) -> PeersLookedUp | None:
+    async def _find_peers(
+        self, info_hash: bytes, timeout: float, *, scrape: bool = False
+    ) -> PeersLookedUp | None:
         engine, loop = self.engine, self._loop
         assert engine is not None and loop is not None
         fut: asyncio.Future[PeersLookedUp] = loop.create_future()
-        handle = engine.find_peers(info_hash, loop.time())
+        handle = engine.find_peers(info_hash, loop.time(), scrape=scrape)
         self._peer_waits[handle] = fut
         self._flush()
         try:
@@ -394,6 +413,16 @@ class Crawler:
             self._peer_waits.pop(handle, None)
             engine.cancel_peers(handle)
             return None
+
+    async def _scrape_worker(self) -> None:
+        """BEP 33: one scrape lookup at a time; a lookup that timed out records nothing."""
+        while True:
+            info_hash = await self._scrape_queue.get()
+            found = await self._find_peers(info_hash, self.config.scrape_timeout_s, scrape=True)
+            if found is not None and found.seeds_estimate is not None:
+                seeds, peers = found.seeds_estimate, found.peers_estimate or 0.0
+                self.store.record_scrape(info_hash, seeds, peers, found.replied, time.time())
+                self.scraped += 1
 
     async def _metadata_worker(self) -> None:
         while True:
@@ -471,6 +500,9 @@ class Crawler:
         extra = dict(self.engine.snapshot()) if self.engine is not None else {}
         extra["metadata_queued"] = self._meta_queue.qsize()
         extra["metadata_skipped"] = self.metadata_skipped
+        if self.config.scrape:
+            extra["scraped"] = self.scraped
+            extra["scrape_skipped"] = self.scrape_skipped
         return extra
 
     def progress(self, elapsed: float) -> dict[str, object]:

@@ -33,6 +33,9 @@ bytes); addresses are text IP plus an integer port.
     info_hash BLOB, idx INTEGER (PRIMARY KEY together), path TEXT ('/'-joined), length.
 ``metadata_failures``: info_hash BLOB PRIMARY KEY, attempts INTEGER, last_try REAL,
     reason TEXT.
+``scrapes``: with ``--scrape``, one row per scraped info-hash (BEP 33, the latest scrape).
+    info_hash BLOB PRIMARY KEY, seeds REAL, peers REAL (estimates from the union of the
+    closest nodes' bloom filters), nodes INTEGER (nodes that answered), scraped_at REAL.
 ``meta``: key TEXT PRIMARY KEY, value TEXT (``schema_version``).
 
 Example: ``SELECT lower(hex(info_hash)), name, total_size FROM info_hashes JOIN metadata
@@ -74,6 +77,13 @@ CREATE TABLE IF NOT EXISTS info_hashes (
     node_id BLOB,
     peer_ip TEXT,
     peer_port INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS scrapes (
+    info_hash BLOB PRIMARY KEY,
+    seeds REAL NOT NULL,
+    peers REAL NOT NULL,
+    nodes INTEGER NOT NULL,
+    scraped_at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS info_hashes_first_seen ON info_hashes (first_seen);
 CREATE INDEX IF NOT EXISTS info_hashes_last_seen ON info_hashes (last_seen);
@@ -224,6 +234,7 @@ class CrawlStore:
         self._nodes: dict[Addr, NodeRow] = {}
         self._metadata: list[tuple[tuple[Any, ...], list[tuple[Any, ...]]]] = []
         self._failures: dict[bytes, tuple[float, str]] = {}
+        self._scrapes: dict[bytes, tuple[float, float, int, float]] = {}
         self._last_flush: float | None = None
         self.new_hashes = 0  # info-hashes this run found first
         self.batches = 0
@@ -313,6 +324,11 @@ class CrawlStore:
     def record_metadata_failure(self, info_hash: bytes, wall: float, reason: str) -> None:
         self._failures[info_hash] = (wall, reason)
 
+    def record_scrape(
+        self, info_hash: bytes, seeds: float, peers: float, nodes: int, wall: float
+    ) -> None:
+        self._scrapes[info_hash] = (seeds, peers, nodes, wall)
+
     @property
     def pending(self) -> int:
         return (
@@ -321,6 +337,7 @@ class CrawlStore:
             + len(self._nodes)
             + len(self._metadata)
             + len(self._failures)
+            + len(self._scrapes)
         )
 
     # --- flushing ----------------------------------------------------------------------------
@@ -347,6 +364,7 @@ class CrawlStore:
         nodes, self._nodes = self._nodes, {}
         metadata, self._metadata = self._metadata, []
         failures, self._failures = self._failures, {}
+        scrapes, self._scrapes = self._scrapes, {}
         db.execute("BEGIN")
         try:
             db.executemany(
@@ -432,6 +450,11 @@ class CrawlStore:
                    ON CONFLICT (info_hash) DO UPDATE SET attempts = attempts + 1,
                        last_try = excluded.last_try, reason = excluded.reason""",
                 [(ih, wall, reason) for ih, (wall, reason) in failures.items()],
+            )
+            db.executemany(
+                """INSERT OR REPLACE INTO scrapes (info_hash, seeds, peers, nodes, scraped_at)
+                   VALUES (?, ?, ?, ?, ?)""",
+                [(ih, *row) for ih, row in scrapes.items()],
             )
             db.execute("COMMIT")
         except BaseException:

@@ -75,6 +75,12 @@ def crawl(
     metadata_timeout: Annotated[
         float, typer.Option(help="Seconds to spend on one info-hash's metadata.", min=0.5)
     ] = 30.0,
+    scrape: Annotated[
+        bool,
+        typer.Option(
+            "--scrape", help="Estimate seeds and peers of new info-hashes (BEP 33) into 'scrapes'."
+        ),
+    ] = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="Health summaries as JSON lines on stdout.")
     ] = False,
@@ -121,6 +127,7 @@ def crawl(
         metadata=metadata,
         metadata_concurrency=metadata_concurrency,
         metadata_timeout_s=metadata_timeout,
+        scrape=scrape,
         stats_interval_s=stats_interval,
         startup_timeout_s=startup_timeout,
         seed=seed,

@@ -211,3 +211,44 @@ def test_crawl_end_to_end_stores_samples_nodes_and_resolved_metadata(tmp_path: P
         assert errors == []
 
     run(main(), 55)
+
+
+def test_crawl_with_scrape_records_seed_and_peer_estimates(tmp_path: Path) -> None:
+    db = tmp_path / "crawl.sqlite"
+
+    async def main() -> None:
+        async with Testnet(10, config=DhtConfig(sample_interval_s=1), seed=3) as net:
+            now = asyncio.get_running_loop().time()
+            swarms = {os.urandom(20): (seeds, 12 - seeds) for seeds in (0, 3, 7)}
+            for h, (seeds, peers) in swarms.items():
+                for node in net.nodes:  # every node holds the swarm: all are close enough
+                    for i in range(seeds + peers):
+                        node.core.storage.add(h, (f"10.1.{i}.7", 6881), now, seed=i < seeds)
+            with CrawlStore(db) as store:
+                done = asyncio.Event()
+                config = CrawlConfig(
+                    host="127.0.0.1",
+                    port=0,
+                    bootstrap=net.bootstrap_addrs(2),
+                    schedule=FAST,
+                    scrape=True,
+                    scrape_timeout_s=5.0,
+                    seed=4,
+                )
+                crawler = Crawler(
+                    config,
+                    store,
+                    on_progress=lambda p: done.set() if crawler.scraped == len(swarms) else None,
+                )
+                report = await crawler.run(duration=30.0, stop=done)
+                assert done.is_set(), report.health
+            conn = sqlite3.connect(db)
+            rows = {
+                r[0]: r[1:] for r in conn.execute("SELECT info_hash, seeds, peers FROM scrapes")
+            }
+            conn.close()
+            assert set(rows) == set(swarms)
+            for h, (seeds, peers) in swarms.items():
+                assert abs(rows[h][0] - seeds) < 1 and abs(rows[h][1] - peers) < 1.5
+
+    run(main(), 45)
