@@ -282,3 +282,19 @@ def test_scrape_filters_go_with_the_swarm_when_it_expires(count: int) -> None:
         announce(core, f"20.0.{i}.1", seed=True)
     later = 1.0 + core.config.peer_ttl_s + 1
     assert core.storage.scrape(H, later) is None
+
+
+def test_a_scrape_answer_to_a_remote_querier_keeps_the_filters_and_trims_values() -> None:
+    # BEP 33's filters are 2 x 256 bytes: values and nodes give way so the answer stays
+    # within the amplification budget (768 bytes for a ~100-byte query).
+    core = make_core()
+    for i in range(50):
+        announce(core, f"20.0.{i}.1", seed=i % 2 == 0)
+    args = {b"id": b"q" * 20, b"info_hash": H, b"scrape": 1}
+    core.receive_datagram(encode_query(b"tx", b"get_peers", args, read_only=True), ASKER, 1.0)
+    [(answer, _)] = core.datagrams_to_send(1.0)
+    r = bencode2.bdecode(answer)[b"r"]
+    assert len(answer) <= core.config.answer_floor
+    assert ScrapeFilter(r[b"BFsd"]).estimate() == pytest.approx(25, abs=2)
+    assert ScrapeFilter(r[b"BFpe"]).estimate() == pytest.approx(25, abs=2)
+    assert len(r.get(b"values", [])) < 50
