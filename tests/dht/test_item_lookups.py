@@ -60,17 +60,17 @@ def value(v: object) -> object:
 
 
 def test_an_immutable_item_put_by_one_node_is_got_by_another() -> None:
-    net, nodes = network(150)
+    net, nodes = network(100)
     item = immutable_item({b"name": b"x", b"n": [1, 2]})
     p = put(net, nodes[3], item=item)
     assert p.put_to == 8 and p.announced == 8 and not p.errors
-    g = get(net, nodes[120], item.target, b"")
+    g = get(net, nodes[80], item.target, b"")
     assert g.best == item and g.found >= 6
 
 
 def test_a_mutable_item_gets_the_next_seq_and_the_newest_wins() -> None:
-    net, nodes = network(150)
-    writer, reader = nodes[10], nodes[140]
+    net, nodes = network(100)
+    writer, reader = nodes[10], nodes[90]
     for i in range(3):
         p = put(net, writer, value=value(b"v%d" % i))
         assert p.announced == 8 and getattr(p.final_item(), "seq", None) == i + 1
@@ -84,7 +84,7 @@ def test_a_mutable_item_gets_the_next_seq_and_the_newest_wins() -> None:
 
 
 def test_compare_and_swap_refuses_a_writer_that_read_an_old_seq() -> None:
-    net, nodes = network(150)
+    net, nodes = network(100)
     a, b = nodes[1], nodes[2]
     put(net, a, value=value(b"first"))  # seq 1
     # b read seq 1 and writes with cas=1; meanwhile a wrote seq 2: b's write must fail.
@@ -108,7 +108,7 @@ def test_compare_and_swap_refuses_a_writer_that_read_an_old_seq() -> None:
 def test_cas_goes_only_to_nodes_that_hold_the_item() -> None:
     # BEP 44: a node with nothing stored has nothing to compare with; sending it cas is
     # pointless. Two of the closest nodes lose the item; the put to them carries no cas.
-    net, nodes = network(150)
+    net, nodes = network(100)
     first = put(net, nodes[1], value=value(b"one"))
     holders = [n for n in nodes if TARGET in n.core.answers.items]
     assert len(holders) == first.announced == 8
@@ -133,7 +133,7 @@ def test_cas_goes_only_to_nodes_that_hold_the_item() -> None:
 def test_forged_answers_are_ignored_and_the_genuine_item_is_kept() -> None:
     # The nodes closest to the target were made to hold a "newer" item with a forged
     # signature (the store trusts what it is given; only the requester's check stops it).
-    net, nodes = network(150)
+    net, nodes = network(100)
     genuine = put(net, nodes[1], value=value(b"genuine")).final_item()
     assert isinstance(genuine, MutableItem)
     forged = MutableItem(genuine.k, SALT, 99, encode_value(b"evil"), bytes(64))
@@ -164,7 +164,7 @@ def test_the_owner_republishes_so_the_item_outlives_two_hours() -> None:
 
 
 def test_scrape_unites_the_closest_nodes_filters() -> None:
-    net, nodes = network(150)
+    net, nodes = network(100)
     info_hash = net.random_target()
     seeds = [f"44.0.{i}.1" for i in range(40)]
     peers = [f"45.0.{i}.1" for i in range(25)]
