@@ -41,6 +41,7 @@ BencodedOption = Annotated[
 ]
 
 log = logging.getLogger("magnetar")
+STDIN_LIMIT = 1000  # the largest raw value that could fit BEP 44's 1000 bencoded bytes
 
 
 def get(
@@ -59,9 +60,13 @@ def get(
     """Get a BEP 44 item from the DHT: immutable by target, mutable by key and salt.
 
     Examples:
+
       magnetar get e5f96f6f38320f0f33959cb4d3d656452117aadb -b 127.0.0.1:6881
+
       magnetar get --key 77ff84905a91936367c01360803104f92432fcd904a43511876df5cdf3e7e548
-      --salt foobar
+      --salt foobar --json
+
+    Exit code 0 when found, 1 when not (or no node answered), 2 for bad input.
     """
     from dht.io.client import ClientError
     from dht.io.itemclient import get_item
@@ -121,15 +126,25 @@ def put(
 ) -> None:
     """Put a BEP 44 item: immutable, or mutable and signed with --key-file.
 
+    VALUE is stored as a byte string; with --bencoded it is raw bencode (a number, list
+    or dict). A mutable item's seq defaults to one more than the highest the DHT holds.
+
     Examples:
+
       magnetar put 'Hello World!' -b 127.0.0.1:6881
+
       magnetar put 'new address' --key-file my.key --salt home
+
       magnetar put 'd1:ai1ee' --bencoded --key-file my.key --seq 7 --cas 6
+
+    Exit code 0 when at least one node stored it, 1 when none did, 2 for bad input.
     """
     from dht.io.client import ClientError
     from dht.io.itemclient import load_key, put_item
 
-    raw = sys.stdin.buffer.read(4096) if value == "-" else os.fsencode(value)
+    raw = sys.stdin.buffer.read(STDIN_LIMIT + 1) if value == "-" else os.fsencode(value)
+    if len(raw) > STDIN_LIMIT:  # never read a whole pipe for a value that cannot fit
+        fail(f"the value on stdin is over {STDIN_LIMIT} bytes (BEP 44 allows 1000 bencoded)")
     if bencoded:
         import bencode2
 
