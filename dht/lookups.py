@@ -109,12 +109,15 @@ class Announce(GetPeers):
     """get_peers for the info-hash, then announce_peer to the K closest with their tokens."""
 
     kind = "announce"
-    __slots__ = ("implied_port", "port", "waiting")
+    __slots__ = ("implied_port", "port", "seed", "waiting")
 
-    def __init__(self, request_id: int, info_hash: bytes, port: int, implied_port: bool) -> None:
+    def __init__(
+        self, request_id: int, info_hash: bytes, port: int, implied_port: bool, seed: bool = False
+    ) -> None:
         super().__init__(request_id, info_hash)
         self.port = port
         self.implied_port = implied_port
+        self.seed = seed  # BEP 33: we have the whole torrent
         self.waiting = 0  # announce_peer queries still out
 
     def started(self, now: float) -> None:
@@ -132,6 +135,8 @@ class Announce(GetPeers):
             }
             if self.implied_port:
                 args[b"implied_port"] = 1
+            if self.seed:
+                args[b"seed"] = 1
             p = send(cand.addr, b"announce_peer", args, now, AnnounceQuery(self), cand.id)
             if p is not None:
                 self.pending.append(p)

@@ -269,10 +269,17 @@ class DhtProtocol:
         return self.lookups.start(GetPeers(self.new_request_id(), info_hash), now, seeds).id
 
     def announce(
-        self, info_hash: bytes, port: int, now: float, *, implied_port: bool = False
+        self,
+        info_hash: bytes,
+        port: int,
+        now: float,
+        *,
+        implied_port: bool = False,
+        seed: bool = False,
     ) -> int:
-        """get_peers for ``info_hash``, then announce_peer to the K closest with their tokens."""
-        t = Announce(self.new_request_id(), info_hash, port, implied_port)
+        """get_peers for ``info_hash``, then announce_peer to the K closest with their tokens
+        (``seed``: as a seed, BEP 33)."""
+        t = Announce(self.new_request_id(), info_hash, port, implied_port, seed)
         return self.lookups.start(t, now).id
 
     def bootstrap(self, routers: Sequence[Addr], now: float) -> int:

@@ -515,10 +515,16 @@ class Node:
         self._flush_all()
         return stream
 
-    async def announce(self, info_hash: bytes, port: int, *, implied_port: bool = False) -> int:
-        """Announce that we have ``info_hash`` on ``port``. Returns how many nodes took it."""
+    async def announce(
+        self, info_hash: bytes, port: int, *, implied_port: bool = False, seed: bool = False
+    ) -> int:
+        """Announce that we have ``info_hash`` on ``port`` (``seed``: all of it, which BEP 33
+        scrapes count apart). Returns how many nodes took it."""
         now = self._now()
-        rids = [c.announce(info_hash, port, now, implied_port=implied_port) for c in self.cores]
+        rids = [
+            c.announce(info_hash, port, now, implied_port=implied_port, seed=seed)
+            for c in self.cores
+        ]
         return sum(d.announced for d in await self._run_lookups(rids))
 
     async def get(

@@ -107,3 +107,21 @@ def test_key_files_are_private_and_never_replace_what_is_not_a_file(tmp_path: Pa
     (tmp_path / "junk.key").write_bytes(b"z" * 5000)
     with pytest.raises(ValueError, match="not a key file"):
         load_key(tmp_path / "junk.key")
+
+
+def test_announces_as_seed_and_not_are_counted_apart_by_a_scrape() -> None:
+    # Every node of a loopback testnet is 127.0.0.1: one IP, so counts are 0 or 1 here;
+    # a second testnet on 127.0.0.2 plays the other peer.
+    async def main() -> None:
+        async with Testnet(10, seed=4) as net:
+            info_hash = b"\x42" * 20
+            assert await net.nodes[2].announce(info_hash, 6000, seed=True) >= 6
+            seeds, peers = await net.nodes[7].scrape(info_hash)
+            assert round(seeds) == 1 and peers == 0
+            async with Node("127.0.0.2", 0, bootstrap_routers=net.bootstrap_addrs()) as other:
+                await other.bootstrap()
+                assert await other.announce(info_hash, 6000) >= 6
+                seeds, peers = await other.scrape(info_hash)
+            assert round(seeds) == 1 and round(peers) == 1
+
+    run(main())
