@@ -346,6 +346,7 @@ class DhtProtocol:
             "dropped": dict(st.dropped),
             "info_hashes": len(self.storage),
             "peers": self.storage.peer_count,
+            "items": len(self.answers.items),  # BEP 44 items stored for others
             "lookups": len(self.lookups),
             "pool": len(self.pool) if self.pool is not None else None,
             "pending": len(self._tx),

@@ -298,3 +298,10 @@ def test_a_scrape_answer_to_a_remote_querier_keeps_the_filters_and_trims_values(
     assert ScrapeFilter(r[b"BFsd"]).estimate() == pytest.approx(25, abs=2)
     assert ScrapeFilter(r[b"BFpe"]).estimate() == pytest.approx(25, abs=2)
     assert len(r.get(b"values", [])) < 50
+
+
+def test_the_status_line_counts_stored_items() -> None:
+    core = make_core()
+    item = immutable_item(b"counted")
+    put(core, put_arguments(item, token_for(core, item.target)))
+    assert core.status(1.0)["items"] == 1
