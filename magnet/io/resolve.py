@@ -87,7 +87,8 @@ class ResolveResult:
     # BEP 52 piece layers (root -> hashes), proven against the info dict's pieces roots.
     piece_layers: dict[bytes, bytes] | None = None
     # "fetched", "not needed" (v1, or no file over one piece), "skipped" (not asked for),
-    # or "missing" (asked for, not all fetched in time: the .torrent lacks them).
+    # "v1 link" (a hybrid named by its v1 hash alone: resolved as v1, as ever), or
+    # "missing" (asked for, not all fetched in time: the .torrent lacks them).
     layers_status: str = "not needed"
     layer_peers: tuple[Addr, ...] = ()  # whose hashes were kept
     layers_seconds: float = 0.0  # from the metadata verified to the layers proven
@@ -436,6 +437,10 @@ def _layers_outcome(
         }
     if not layer_files(meta):
         return {"layers_status": "not needed"}
+    if not fetcher.res.piece_layers and wanted:
+        # A hybrid found by its v1 hash: a v1 link gets what it always got (the v1 piece
+        # hashes check every piece), and v1 peers may not speak BEP 52 at all.
+        return {"layers_status": "v1 link"}
     return {"layers_status": "missing" if wanted else "skipped"}
 
 
