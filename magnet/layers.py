@@ -207,10 +207,15 @@ class LayerFetcher(Generic[P]):
             if c.hashes is None and c.request not in state.in_flight and peer not in c.refused_by
         ]
         fresh = [c for c in open_chunks if c.asked == 0]
+        # A fair share of the unasked chunks, so that peers ready at once split the work.
+        with_room = sum(
+            1 for s in self._peers.values() if len(s.in_flight) < self.requests_per_peer
+        )
+        room = min(room, -(-len(fresh) // max(1, with_room)))
         if not fresh and not state.in_flight:
             fresh = sorted(open_chunks, key=lambda c: c.asked)[:1]
         out = []
-        for chunk in fresh[:room]:
+        for chunk in fresh[: max(room, 1)]:
             chunk.asked += 1
             state.in_flight[chunk.request] = now + self.request_timeout
             out.append(chunk.request)
