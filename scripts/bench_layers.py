@@ -11,7 +11,7 @@ one libtorrent node. Tools, in an order that rotates from run to run:
 * ``magnetar-info``: the same with ``--no-piece-layers`` (the info dict alone).
 * ``libtorrent``: a libtorrent node already in the DHT adds the magnet with every file at
   priority 0 and ``close_redundant_connections`` off, and is timed until the .torrent it
-  writes from its resume data holds every piece layer (polled every ~10 ms: a save of
+  writes from its resume data holds every piece layer (polled every ~1 ms: a save of
   resume data per poll); its layers must equal the original's too.
 
 Reported per tool, in seconds, medians: ``in-process`` (magnetar: the ``seconds`` of its
@@ -149,12 +149,12 @@ def report(
         return statistics.median(values) if values else None
 
     print(f"bench_layers: {args.version} torrent, {args.runs} runs per tool, 8-node lt DHT")
-    print(f"{'tool':<15}{'ok':>4}{'in-process':>12}{'metadata':>10}{'wall':>9}{'layers':>9}")
+    print(f"{'tool':<15}{'ok':>6}{'in-process':>12}{'metadata':>10}{'wall':>9}{'layers':>9}")
     for tool in args.tools:
         cells = [median(tool, k) for k in ("in_process", "metadata", "wall", "layers_phase")]
         shown = [f"{c:.3f}" if c is not None else "-" for c in cells]
         ok = f"{len(results[tool])}/{len(results[tool]) + len(failures[tool])}"
-        print(f"{tool:<15}{ok:>4}{shown[0]:>12}{shown[1]:>10}{shown[2]:>9}{shown[3]:>9}")
+        print(f"{tool:<15}{ok:>6}{shown[0]:>12}{shown[1]:>10}{shown[2]:>9}{shown[3]:>9}")
 
     def ratio(a: str, b: str) -> str:
         x, y = median(a, "in_process"), median(b, "in_process")
