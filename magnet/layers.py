@@ -10,10 +10,11 @@ before it is kept, and which peers to give up on. It never touches a connection:
 `HashReject`s that arrive, asks for the deadline and drops the peers it names.
 
 Peers are keys (any hashable, an address in practice). Everything is bounded: requests in
-flight per peer, chunks (one per 512 pieces of a file whose pieces root is in the verified
-info dict, so the info dict's own size cap bounds them), and a peer that sends hashes that
-do not prove, sends hashes it was not asked for, stalls, or refuses `MAX_REJECTS` requests
-is named once and never asked again.
+flight per peer; pieces, at `MAX_PIECES` over all files (a verified info dict can still
+claim an exabyte file in a few bytes; libtorrent's default limit), so chunks and layer
+bytes too; the work per event, which touches the chunks in flight and a few more, not all
+of them. A peer that sends hashes that do not prove, sends hashes it was not asked for,
+stalls, or refuses `MAX_REJECTS` requests is named once and never asked again.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from magnet.merkle import (
 from magnet.torrentfile import TorrentMeta
 
 __all__ = [
+    "MAX_PIECES",
     "MAX_REJECTS",
     "REQUESTS_PER_PEER",
     "LayerFetcher",
@@ -48,6 +50,9 @@ REQUESTS_PER_PEER: Final = 4
 #: Rejects a peer may send before it is asked nothing more (a seed that lacks a layer
 #: refuses each of its chunks; one that refuses everything is no source at all).
 MAX_REJECTS: Final = 2
+#: Most pieces, over all the files, whose layers are fetched: libtorrent's max_pieces
+#: (load_torrent_limits, 0x200000). 64 MiB of hashes at most.
+MAX_PIECES: Final = 0x200000
 
 P = TypeVar("P", bound=Hashable)
 
@@ -108,7 +113,7 @@ class LayerFetcher(Generic[P]):
         max_rejects: rejects after which a peer is asked nothing more.
 
     Raises:
-        MerkleError: a bad piece length or file length.
+        MerkleError: a bad piece length or file length, or more than `MAX_PIECES` pieces.
     """
 
     def __init__(
@@ -126,6 +131,10 @@ class LayerFetcher(Generic[P]):
         self.max_rejects = max_rejects
         self._chunks: dict[HashRequest, _Chunk] = {}
         self._order: list[bytes] = []
+        files = list(files)
+        pieces = sum(piece_count(f.length, piece_length) for f in files)
+        if pieces > MAX_PIECES:
+            raise MerkleError(f"{pieces} pieces: over the {MAX_PIECES} whose layers we fetch")
         for f in files:
             self._order.append(f.root)
             height = tree_height(f.length)
@@ -134,7 +143,10 @@ class LayerFetcher(Generic[P]):
                 request = HashRequest(f.root, r.base_layer, r.index, r.length, r.proof_layers)
                 self._chunks[request] = _Chunk(request, height, min(r.length, left - r.index))
         self._peers: dict[P, _PeerState] = {}
-        self._missing = len(self._chunks)
+        # The chunks not proven yet, in order (proven ones leave), and how many of those
+        # nobody is asking for: what keeps `requests_for` from walking every chunk.
+        self._open = dict(self._chunks)
+        self._unasked = len(self._chunks)
         #: Peers that supplied at least one proven chunk, in the order they first did.
         self.sources: list[P] = []
         self.rejected = 0  # rejects received, over all peers
@@ -144,7 +156,7 @@ class LayerFetcher(Generic[P]):
     @property
     def done(self) -> bool:
         """Every layer fetched and proven."""
-        return self._missing == 0
+        return not self._open
 
     @property
     def chunks(self) -> int:
@@ -186,7 +198,17 @@ class LayerFetcher(Generic[P]):
         state = self._peers.pop(peer, None)
         if state is not None:
             for request in state.in_flight:
-                self._chunks[request].asked -= 1
+                self._unask(self._chunks[request])
+
+    def _ask(self, chunk: _Chunk) -> None:
+        chunk.asked += 1
+        if chunk.asked == 1:
+            self._unasked -= 1
+
+    def _unask(self, chunk: _Chunk) -> None:
+        chunk.asked -= 1
+        if chunk.asked == 0 and chunk.hashes is None:
+            self._unasked += 1
 
     def requests_for(self, peer: P, now: float) -> list[HashRequest]:
         """Requests to send ``peer`` now, marked in flight; [] when it has enough out.
@@ -201,25 +223,32 @@ class LayerFetcher(Generic[P]):
         room = self.requests_per_peer - len(state.in_flight)
         if room <= 0:
             return []
-        open_chunks = [
-            c
-            for c in self._chunks.values()
-            if c.hashes is None and c.request not in state.in_flight and peer not in c.refused_by
-        ]
-        fresh = [c for c in open_chunks if c.asked == 0]
         # A fair share of the unasked chunks, so that peers ready at once split the work.
         with_room = sum(
             1 for s in self._peers.values() if len(s.in_flight) < self.requests_per_peer
         )
-        room = min(room, -(-len(fresh) // max(1, with_room)))
-        if not fresh and not state.in_flight:
-            fresh = sorted(open_chunks, key=lambda c: c.asked)[:1]
-        out = []
-        for chunk in fresh[: max(room, 1)]:
-            chunk.asked += 1
+        room = min(room, max(1, -(-self._unasked // max(1, with_room))))
+        picked: list[_Chunk] = []
+        if self._unasked:
+            # Unasked chunks sit behind the ones in flight (handed out in order) and the
+            # few this peer refused: the walk stops after ``room`` of them.
+            for chunk in self._open.values():
+                if chunk.asked == 0 and peer not in chunk.refused_by:
+                    picked.append(chunk)
+                    if len(picked) == room:
+                        break
+        if not picked and not state.in_flight:
+            # Everything is out (so few chunks are open): repeat the least-asked one.
+            candidates = [
+                c
+                for c in self._open.values()
+                if c.request not in state.in_flight and peer not in c.refused_by
+            ]
+            picked = sorted(candidates, key=lambda c: c.asked)[:1]
+        for chunk in picked:
+            self._ask(chunk)
             state.in_flight[chunk.request] = now + self.request_timeout
-            out.append(chunk.request)
-        return out
+        return [c.request for c in picked]
 
     def expired(self, now: float) -> list[tuple[P, str]]:
         """Peers with a request unanswered past its deadline, and why: drop each of them."""
@@ -248,20 +277,20 @@ class LayerFetcher(Generic[P]):
         if chunk is None or request not in state.in_flight:
             return "sent hashes it was not asked for"
         del state.in_flight[request]
-        chunk.asked -= 1
         try:
             hashes = verify_hashes(msg.hash_range, msg.hashes, request.pieces_root, chunk.height)
         except MerkleError:
+            self._unask(chunk)
             return "sent hashes that do not prove to the pieces root"
-        if chunk.hashes is None:
-            chunk.hashes = hashes
-            self._missing -= 1
-            if peer not in self.sources:
-                self.sources.append(peer)
-            for other, other_state in self._peers.items():
-                if other != peer and other_state.in_flight.pop(request, None) is not None:
-                    chunk.asked -= 1
-                    other_state.late.add(request)
+        chunk.hashes = hashes  # (it was open: an answer to a proven chunk is a late one)
+        del self._open[request]
+        chunk.asked -= 1
+        if peer not in self.sources:
+            self.sources.append(peer)
+        for other, other_state in self._peers.items():
+            if other != peer and other_state.in_flight.pop(request, None) is not None:
+                chunk.asked -= 1
+                other_state.late.add(request)
         return None
 
     def on_reject(self, peer: P, msg: HashReject) -> str | None:
@@ -278,7 +307,7 @@ class LayerFetcher(Generic[P]):
             return None
         del state.in_flight[request]
         chunk = self._chunks[request]
-        chunk.asked -= 1
+        self._unask(chunk)
         chunk.refused_by.add(peer)
         state.rejects += 1
         self.rejected += 1

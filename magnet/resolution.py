@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from magnet.layers import LayerFetcher, layer_files
+from magnet.merkle import MerkleError
 from magnet.metadata import MetadataAssembler, MetadataError, piece_count
 from magnet.peerwire import (
     NEED_DATA,
@@ -578,12 +579,20 @@ class Resolution:
                 files = layer_files(meta)
             except TorrentError:
                 files = []  # the driver reports an unusable info dict
-        if not files:
+        layers: LayerFetcher[Addr] | None = None
+        if files:
+            try:
+                layers = LayerFetcher(
+                    files, meta.piece_length, request_timeout=self.request_timeout
+                )
+            except MerkleError:  # over MAX_PIECES: the metadata alone (reported as missing)
+                layers = None
+        if layers is None:
             self._resolved(result, now)
             return
         self.metadata = result
         self._actions.append(MetadataVerified(result))
-        self.layers = LayerFetcher(files, meta.piece_length, request_timeout=self.request_timeout)
+        self.layers = layers
         self._assemblers.clear()
         for p in self._peers.values():
             p.requested.clear()

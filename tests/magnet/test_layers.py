@@ -171,3 +171,35 @@ def test_a_dropped_peer_is_not_heard() -> None:
     assert fetcher.on_hashes("a", answer(tree, request)) is None
     assert not fetcher.done
     assert fetcher.requests_for("a", 0.0) == []  # unknown peers get nothing
+
+
+def test_more_pieces_than_the_cap_are_refused_before_any_work() -> None:
+    """The attack: a verified info dict that claims an exabyte file in a few bytes, so that
+    a resolver would plan billions of requests. Refused from the piece count alone."""
+    from magnet.layers import MAX_PIECES
+    from magnet.merkle import MerkleError
+
+    huge = LayerFile(b"r" * 32, 1 << 60)
+    with pytest.raises(MerkleError, match="pieces"):
+        LayerFetcher([huge], PIECE)
+    at_cap = LayerFile(b"r" * 32, MAX_PIECES * PIECE)
+    assert LayerFetcher([at_cap], PIECE).chunks == MAX_PIECES // 512
+
+
+def test_many_chunks_and_peers_are_all_handed_out_once() -> None:
+    f, tree = make_file(512 * 64 + 1)  # 65 chunks, 20 peers of 4 requests each
+    fetcher: LayerFetcher[int] = LayerFetcher([f], PIECE)
+    for p in range(20):
+        fetcher.add_peer(p)
+    asked = [(p, r) for p in range(20) for r in fetcher.requests_for(p, 0.0)]
+    requests = [r for _, r in asked]
+    # A fair share each (the first peers more, none above 4), no chunk twice, none idle.
+    assert len(set(requests)) == len(requests) <= 65
+    assert {p for p, _ in asked} == set(range(20))
+    rounds = 0
+    while asked:
+        rounds += 1
+        for p, request in asked:
+            assert fetcher.on_hashes(p, answer(tree, request)) is None  # repeats come late
+        asked = [(p, r) for p in range(20) for r in fetcher.requests_for(p, 0.0)]
+    assert fetcher.done and rounds <= 3

@@ -305,3 +305,23 @@ def test_a_v1_resolution_never_sets_the_v2_bit() -> None:
     hello = res.next_action()
     assert hello is not None and hasattr(hello, "data")
     assert not hello.data[27] & 0x10
+
+
+def test_a_torrent_claiming_too_many_pieces_ends_at_the_metadata() -> None:
+    """The attack: the info dict (it hashes to the link) claims a file of 2**60 bytes; its
+    layer would be 2**46 hashes. No layers phase at all: the metadata, at once."""
+    root = b"r" * 32
+    info = bencode2.bencode(
+        {
+            b"file tree": {b"huge": {b"": {b"length": 1 << 60, b"pieces root": root}}},
+            b"meta version": 2,
+            b"name": b"huge",
+            b"piece length": PIECE,
+        }
+    )
+    seed = layered(LayerSeed, {})(info)
+    swarm = Swarm(v2_resolution(info), {addr(1): seed})
+    swarm.res.add_peers([addr(1)], "dht", 0.0)
+    result = swarm.run()
+    assert result is not None and result.info == info and result.piece_layers is None
+    assert seed.hash_requests == [] and swarm.res.layers is None
