@@ -169,7 +169,9 @@ class MetadataService:
                     out.append(
                         conn.send_ext_handshake(metadata_size=item.source.size, reqq=REQUEST_QUEUE)
                     )
-                if conn.v2:
+                if conn.v2 and _speaks_v2(event, item):
+                    # Only to v2 peers: a v1 client has no hashes to ask and would only
+                    # wait for an unchoke that never comes.
                     out.append(conn.send_have_all(item.pieces))
             elif isinstance(event, MetadataRequest):
                 state.requests += 1
@@ -229,6 +231,13 @@ class MetadataService:
                     msg = Hashes(request.pieces_root, *fields, request.proof_layers, tuple(hashes))
                     return conn.send_hashes(msg)
         return conn.send_hash_reject(request.reject())
+
+
+def _speaks_v2(event: HandshakeReceived, item: Served) -> bool:
+    """A peer on the v2 protocol: it set the BEP 52 bit (libtorrent does on a hybrid), or
+    it asked by the truncated v2 hash (libtorrent sets no bit for a v2-only torrent)."""
+    v2 = item.meta.info_hash_v2
+    return event.supports_v2 or (v2 is not None and event.info_hash == v2[:20])
 
 
 class ServeSession:

@@ -198,3 +198,16 @@ def test_hash_range_of_the_served_answers() -> None:
     assert isinstance(answer, Hashes)
     assert answer.hash_range == HashRange(0, 512, 512, 0)
     assert len(answer.hashes) == 512
+
+
+def test_a_v1_peer_of_a_hybrid_is_not_told_it_may_have_pieces() -> None:
+    service = served(hybrid=True)
+    info, _ = make_v2(hybrid=True)
+    client = PeerConnection(hashlib.sha1(info).digest(), os.urandom(20))  # no v2 bit
+    server = service.new_connection()
+    hello = client.send_handshake() + client.send_ext_handshake()
+    out, why = service.handle(server, hello, PeerState())
+    assert why is None
+    got = events(client, out)
+    assert [type(e) for e in got] == [HandshakeReceived, ExtHandshake]  # no have-all
+    assert client.info_hash == hashlib.sha1(info).digest()  # and no upgrade
