@@ -456,7 +456,9 @@ class Resolution:
         """
         if sum(self._assemblers) + size > self.metadata_budget:
             return False
-        self._assemblers[size] = MetadataAssembler(self._v1, self._v2, size, self.max_metadata_size)
+        self._assemblers[size] = MetadataAssembler(
+            self._v1, self._v2, size, self.max_metadata_size
+        )
         return True
 
     def _release_sizes(self) -> None:

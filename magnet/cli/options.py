@@ -210,9 +210,13 @@ class MagnetarGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         if not standalone_mode:
-            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+            return super().main(
+                args, prog_name, complete_var, False, windows_expand_args, **extra
+            )
         try:
-            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+            code = super().main(
+                args, prog_name, complete_var, False, windows_expand_args, **extra
+            )
         except click_errors.NoArgsIsHelpError as exc:
             exc.show()  # the help text: asked for by giving nothing
             sys.exit(exc.exit_code)

@@ -63,7 +63,10 @@ class TrackerError(Exception):
 def refused_host(host: str, addr: tuple[str, int]) -> str:
     """The reason for a tracker host the address policy refused (private, loopback)."""
     shown = addr[0] if host == addr[0] else f"{host} ({addr[0]})"
-    return f"tracker host {shown} is a private or loopback address: refused (allow_private opts in)"
+    return (
+        f"tracker host {shown} is a private or loopback address: refused"
+        " (allow_private opts in)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
