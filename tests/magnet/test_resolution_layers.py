@@ -325,3 +325,63 @@ def test_a_torrent_claiming_too_many_pieces_ends_at_the_metadata() -> None:
     result = swarm.run()
     assert result is not None and result.info == info and result.piece_layers is None
     assert seed.hash_requests == [] and swarm.res.layers is None
+
+
+def test_a_peer_asking_us_for_hashes_gets_a_reject() -> None:
+    info, layers = make_v2()
+
+    class Asker(layered(LayerSeed, layers)):  # type: ignore[misc]
+        """Sends a hash request of its own with its handshake; records what comes back."""
+
+        answers: ClassVar[list[object]] = []
+
+        def feed(self, data: bytes) -> bytes:
+            out: bytes = super().feed(data)
+            if self.conn.info_hash is not None and not self.answers:
+                self.answers.append("asked")
+                ask: bytes = self.conn.send_hash_request(HashRequest(b"q" * 32, 0, 0, 2, 0))
+                return out + ask
+            return out
+
+    seed = Asker(info)
+    swarm = Swarm(v2_resolution(info), {addr(1): seed})
+    swarm.res.add_peers([addr(1)], "dht", 0.0)
+    sent: list[bytes] = []
+    original = seed.feed
+
+    def spy(data: bytes) -> bytes:
+        sent.append(data)
+        return original(data)
+
+    seed.feed = spy  # type: ignore[method-assign]
+    result = swarm.run()
+    assert result is not None and result.piece_layers == layers
+    reject = HashRequest(b"q" * 32, 0, 0, 2, 0).reject()
+    from magnet.hashmsgs import encode_hash_reject
+
+    assert any(encode_hash_reject(reject) in data for data in sent)
+
+
+def test_a_peer_with_another_metadata_size_is_not_asked_for_hashes() -> None:
+    info, layers = make_v2()
+
+    class OtherSize(layered(LayerSeed, layers)):  # type: ignore[misc]
+        def advertised_size(self) -> int:
+            return len(self.info) + 1
+
+    staller = layered(HashStaller, layers)(info)  # holds the layers phase open
+    other = OtherSize(info)
+    honest = layered(LayerSeed, layers)(info)
+    peers: dict[tuple[str, int], Behaviour] = {addr(1): staller, addr(2): other, addr(3): honest}
+    swarm = Swarm(v2_resolution(info), peers)
+    swarm.res.add_peers([addr(1)], "dht", 0.0)
+    swarm.pump()
+    assert swarm.res.layers is not None and swarm.result is None
+    swarm.res.add_peers([addr(2)], "dht", 0.0)
+    swarm.pump()
+    assert swarm.closes[addr(2)] == "claims another metadata size"
+    assert other.hash_requests == []
+    swarm.res.add_peers([addr(3)], "dht", 0.0)
+    result = swarm.run()
+    assert result is not None and result.piece_layers == layers
+    assert result.layer_peers == (addr(3),)
