@@ -1,11 +1,12 @@
 """BEP 52 piece layers against libtorrent 2.1.1 on loopback, both ways.
 
 ``magnetar resolve`` of a v2 or hybrid magnet seeded by libtorrent writes a .torrent whose
-``info`` and ``piece layers`` equal the original's byte for byte, and libtorrent, given that
-.torrent and the seed's data, checks every piece as valid (it could not without the layers:
-files over one piece are verified against them). ``--no-piece-layers`` writes the info dict
-alone. And a libtorrent client that knows only the magnet, with ``magnetar serve`` as its
-only peer, ends with the original piece layers.
+``info`` and ``piece layers`` equal the original's byte for byte; libtorrent loads it (it
+refuses a .torrent whose piece layers do not prove to their roots: a corrupted copy is
+refused here, so loading is a check of its own) and, given the seed's data, checks every
+piece as valid. ``--no-piece-layers`` writes the info dict alone. And a libtorrent client
+that knows only the magnet, with ``magnetar serve`` as its only peer, ends with the
+original piece layers.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from magnet.torrentfile import info_span, parse_torrent
+from magnet.torrentfile import build_torrent, info_span, parse_torrent
 
 if TYPE_CHECKING:
     from tests.interop.ltswarm import LtSwarm, TorrentSpec
@@ -138,6 +139,14 @@ def test_resolve_writes_the_original_info_and_piece_layers(
     assert phases.index("metadata verified") < phases.index("piece layers verified")
     # libtorrent takes it as its own: every piece of the seed's data checks against it.
     assert libtorrent_checks_all_pieces(data, spec.save_path)
+    # ... and would not take it with one piece hash wrong (the control for the load).
+    meta = parse_torrent(data)
+    assert meta.piece_layers is not None
+    root = max(meta.piece_layers, key=lambda r: len(meta.piece_layers[r]))  # type: ignore[index]
+    forged = dict(meta.piece_layers)
+    forged[root] = bytes(32) + forged[root][32:]
+    with pytest.raises(RuntimeError, match="piece layer is invalid"):
+        lt.torrent_info(build_torrent(spec.info, piece_layers=forged))
 
 
 def test_without_piece_layers_the_info_dict_alone(
