@@ -294,6 +294,7 @@ async def _resolve_one(
             f"wrote {path} ({result.meta.name}: {files} file{'s' if files != 1 else ''}, "
             f"{human_size(result.meta.total_size)}) in {result.seconds:.2f} s "
             f"from {format_hostport(result.peer)} ({result.source})"
+            + (f", with {len(result.piece_layers)} piece layers" if result.piece_layers else "")
         )
     return _incomplete(result)
 
