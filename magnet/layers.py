@@ -168,6 +168,12 @@ class LayerFetcher(Generic[P]):
         """Peers that may still be asked."""
         return len(self._peers)
 
+    @property
+    def in_flight(self) -> int:
+        """Requests out now, over all peers (none while layers are missing: stuck, unless
+        new peers come)."""
+        return sum(len(s.in_flight) for s in self._peers.values())
+
     def layers(self) -> dict[bytes, bytes]:
         """``piece layers`` as a .torrent holds it: root -> the file's piece hashes joined.
 

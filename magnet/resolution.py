@@ -438,10 +438,6 @@ class Resolution:
             self.layers.drop_peer(peer.addr)
             self._request_layers(now)
             self._schedule(now)
-            if self.idle and self.metadata is not None:
-                # Nobody left to ask: the metadata alone, rather than a wait for peers
-                # that may never come (the caller says the .torrent lacks its layers).
-                self._resolved(self.metadata, now)
         elif self.result is None:
             self._release_sizes()
             self._request_more(now)
@@ -653,6 +649,17 @@ class Resolution:
             batch = b"".join(p.conn.send_hash_request(r) for r in layers.requests_for(p.addr, now))
             if batch:
                 self._send(p, batch)
+        waiting = (_State.QUEUED, _State.CONNECTING, _State.HANDSHAKE)
+        if (
+            not layers.done
+            and not layers.in_flight
+            and self.metadata is not None
+            and not any(p.state in waiting for p in self._peers.values())
+        ):
+            # Nobody left who may answer (gone, or refused what is missing): the metadata
+            # alone now, rather than a wait for peers that may never come (the caller
+            # says the .torrent lacks its layers).
+            self._resolved(self.metadata, now)
 
     def _request_more(self, now: float) -> None:
         """Hand out missing pieces: spread over ready peers, at most ``requests_per_peer`` each.

@@ -385,3 +385,32 @@ def test_a_peer_with_another_metadata_size_is_not_asked_for_hashes() -> None:
     result = swarm.run()
     assert result is not None and result.piece_layers == layers
     assert result.layer_peers == (addr(3),)
+
+
+class Partial(LayerSeed):
+    """Lacks the layer of the 3-piece file: rejects that request, answers the others."""
+
+    def answer(self, request: HashRequest) -> bytes:
+        if request.length == 4:
+            return self.conn.send_hash_reject(request.reject())
+        return super().answer(request)
+
+
+def test_a_peer_lacking_one_layer_is_kept_for_the_others_and_the_gap_filled() -> None:
+    info, layers = make_v2()
+    partial = layered(Partial, layers)(info)
+    honest = layered(LayerSeed, layers)(info)
+    swarm = Swarm(v2_resolution(info), {addr(1): partial, addr(2): honest})
+    swarm.res.add_peers([addr(1), addr(2)], "dht", 0.0)
+    result = swarm.run()
+    assert result is not None and result.piece_layers == layers
+    assert addr(1) not in swarm.closes or swarm.closes[addr(1)] == "done"
+
+
+def test_when_the_last_peer_refused_what_is_missing_the_metadata_comes_at_once() -> None:
+    info, layers = make_v2()
+    swarm = Swarm(v2_resolution(info), {addr(1): layered(Partial, layers)(info)})
+    swarm.res.add_peers([addr(1)], "dht", 0.0)
+    result = swarm.run()
+    assert result is not None and result.info == info and result.piece_layers is None
+    assert swarm.now == 0.0  # not at a timeout: nobody could answer any more
