@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from magnet.hashmsgs import Hashes, HashReject, HashRequest
 from magnet.merkle import (
@@ -33,7 +33,7 @@ from magnet.merkle import (
     tree_height,
     verify_hashes,
 )
-from magnet.torrentfile import TorrentMeta
+from magnet.torrentfile import TorrentError, TorrentMeta, parse_info
 
 __all__ = [
     "MAX_PIECES",
@@ -41,6 +41,7 @@ __all__ = [
     "REQUESTS_PER_PEER",
     "LayerFetcher",
     "LayerFile",
+    "fetcher_for",
     "layer_files",
 ]
 
@@ -83,6 +84,20 @@ def layer_files(meta: TorrentMeta) -> list[LayerFile]:
         if f.pieces_root is not None and has_piece_layer(f.length, meta.piece_length):
             seen.setdefault(f.pieces_root, LayerFile(f.pieces_root, f.length))
     return list(seen.values())
+
+
+def fetcher_for(info: bytes, request_timeout: float) -> LayerFetcher[Any] | None:
+    """A fetcher for the piece layers of the torrent of this verified info dict; None when
+    there is nothing to fetch (v1, no file over one piece, an info dict that is no use:
+    its caller says so) or too much (over `MAX_PIECES`)."""
+    try:
+        meta = parse_info(info)
+        files = layer_files(meta)
+        if files:
+            return LayerFetcher(files, meta.piece_length, request_timeout=request_timeout)
+    except (TorrentError, MerkleError):
+        pass
+    return None
 
 
 @dataclass(slots=True)

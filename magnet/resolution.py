@@ -22,8 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from magnet.layers import LayerFetcher, layer_files
-from magnet.merkle import MerkleError
+from magnet.layers import LayerFetcher, fetcher_for
 from magnet.metadata import MetadataAssembler, MetadataError, piece_count
 from magnet.peerwire import (
     NEED_DATA,
@@ -568,23 +567,9 @@ class Resolution:
 
     def _verified(self, result: Resolved, now: float) -> None:
         """The metadata is in: done, or on to the piece layers of a v2 torrent."""
-        files = []
-        if self.piece_layers:
-            from magnet.torrentfile import TorrentError, parse_info
-
-            try:
-                meta = parse_info(result.info)
-                files = layer_files(meta)
-            except TorrentError:
-                files = []  # the driver reports an unusable info dict
         layers: LayerFetcher[Addr] | None = None
-        if files:
-            try:
-                layers = LayerFetcher(
-                    files, meta.piece_length, request_timeout=self.request_timeout
-                )
-            except MerkleError:  # over MAX_PIECES: the metadata alone (reported as missing)
-                layers = None
+        if self.piece_layers:
+            layers = fetcher_for(result.info, self.request_timeout)
         if layers is None:
             self._resolved(result, now)
             return
