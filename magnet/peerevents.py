@@ -2,8 +2,9 @@
 
 What `PeerConnection.next_event` hands back: one frozen dataclass per fact learned from
 the peer (BEP 3 handshake, BEP 10 extension handshake, BEP 9 ut_metadata messages, the
-BEP 5 PORT message), `Ignored` for well-framed messages we do not act on, and the two
-terminal events, `Violation` and `ConnectionClosed`. `magnet.peerwire` re-exports them all.
+BEP 5 PORT message, and the BEP 52 hash messages, which are `magnet.hashmsgs`' own frozen
+dataclasses), `Ignored` for well-framed messages we do not act on, and the two terminal
+events, `Violation` and `ConnectionClosed`. `magnet.peerwire` re-exports them all.
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
+from magnet.hashmsgs import Hashes, HashReject, HashRequest
+
 __all__ = [
     "NEED_DATA",
     "ConnectionClosed",
     "DhtPort",
     "ExtHandshake",
     "HandshakeReceived",
+    "HashReject",
+    "HashRequest",
+    "Hashes",
     "Ignored",
     "LocalProtocolError",
     "MetadataData",
@@ -65,6 +71,11 @@ class HandshakeReceived:
     def supports_fast(self) -> bool:
         """BEP 6 fast extension bit."""
         return bool(self.reserved[7] & 0x04)
+
+    @property
+    def supports_v2(self) -> bool:
+        """BEP 52 bit: the peer speaks v2 (hash messages; a hybrid's v2 info-hash)."""
+        return bool(self.reserved[7] & 0x10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +146,9 @@ PeerEvent = (
     | MetadataData
     | MetadataReject
     | DhtPort
+    | HashRequest
+    | Hashes
+    | HashReject
     | Ignored
     | Violation
     | ConnectionClosed

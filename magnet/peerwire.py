@@ -1,12 +1,12 @@
 """Sans-IO peer wire connection: handshake, message framing and metadata exchange.
 
 Owns the byte stream of one TCP connection to a BitTorrent peer: the BEP 3 handshake and
-length-prefixed messages, the BEP 10 extension handshake and the BEP 9 ut_metadata
-messages. Everything else a peer may send (BEP 3 choke..cancel, BEP 5 port, BEP 6 fast
-extension, BEP 11 ut_pex, BEP 52 hash messages, unknown ids) is framed, skipped and
-reported. Shaped like h11: `receive_data` feeds bytes, `next_event` pulls events, the
-`send_*` methods return bytes to write. No sockets, no clock, no timers: a stalled peer
-is the caller's business.
+length-prefixed messages, the BEP 10 extension handshake, the BEP 9 ut_metadata messages
+and the BEP 52 hash messages (21-23, their bytes in `magnet.hashmsgs`). Everything else a
+peer may send (BEP 3 choke..cancel, BEP 5 port, BEP 6 fast extension, BEP 11 ut_pex,
+unknown ids) is framed, skipped and reported. Shaped like h11: `receive_data` feeds bytes,
+`next_event` pulls events, the `send_*` methods return bytes to write. No sockets, no
+clock, no timers: a stalled peer is the caller's business.
 """
 
 from __future__ import annotations
@@ -20,6 +20,21 @@ import bencode2
 
 from dht.version import CLIENT_NAME
 from magnet.bencode_spans import value_end
+from magnet.hashmsgs import (
+    HASH_REJECT,
+    HASH_REQUEST,
+    HASHES,
+    MAX_LENGTH,
+    Hashes,
+    HashMessageError,
+    HashReject,
+    HashRequest,
+    encode_hash_reject,
+    encode_hash_request,
+    encode_hashes,
+    parse_hash_message,
+)
+from magnet.merkle import HASH_SIZE, MAX_TREE_HEIGHT
 from magnet.metadata import piece_length
 from magnet.peerevents import (
     NEED_DATA,
@@ -48,6 +63,9 @@ __all__ = [
     "DhtPort",
     "ExtHandshake",
     "HandshakeReceived",
+    "HashReject",
+    "HashRequest",
+    "Hashes",
     "Ignored",
     "LocalProtocolError",
     "MetadataData",
@@ -92,6 +110,10 @@ PROTOCOL: Final = b"\x13BitTorrent protocol"
 HANDSHAKE_BYTES: Final = 68
 # BEP 10 extension protocol: reserved[5] & 0x10; BEP 5 DHT: reserved[7] & 0x01.
 RESERVED: Final = bytes([0, 0, 0, 0, 0, 0x10, 0, 0x01])
+# Set in reserved[7] on request: BEP 6 fast extension, BEP 52 v2 (hash messages; on a
+# hybrid, libtorrent answers a v1 handshake carrying it with the truncated v2 info-hash).
+RESERVED_FAST: Final = 0x04
+RESERVED_V2: Final = 0x10
 
 #: Largest message (after the 4-byte prefix) accepted by default: libtorrent's 1 MiB
 #: (bt_peer_connection.cpp) plus room for headers.
@@ -101,6 +123,8 @@ MAX_METADATA_BYTES: Final = 30 * 1024 * 1024
 CLIENT_VERSION: Final = CLIENT_NAME
 
 MSG_PORT: Final = 9
+MSG_BITFIELD: Final = 5
+MSG_HAVE_ALL: Final = 0x0E
 MSG_EXTENDED: Final = 20
 EXT_HANDSHAKE: Final = 0
 UT_METADATA: Final = "ut_metadata"
@@ -125,15 +149,23 @@ _SKIPPED_KINDS: Final = {
     0x0F: "have-none",
     0x10: "reject-request",
     0x11: "allowed-fast",
-    21: "hash-request",
-    22: "hashes",
-    23: "hash-reject",
+}
+
+# The front door for BEP 52 messages, checked once the id byte is in (before the body is
+# buffered): a request or reject is exactly its fields; a `hashes` at most the largest
+# range with a proof up the tallest tree. 4 + 4*4 + 32 field bytes, plus the id byte.
+_HASH_FIELDS_BYTES: Final = 1 + HASH_SIZE + 16
+_MAX_HASH_BODY: Final = {
+    HASH_REQUEST: _HASH_FIELDS_BYTES,
+    HASH_REJECT: _HASH_FIELDS_BYTES,
+    HASHES: _HASH_FIELDS_BYTES + HASH_SIZE * (MAX_LENGTH + MAX_TREE_HEIGHT),
 }
 
 _LENGTH = struct.Struct(">I")
 _HEADER = struct.Struct(">IB")
 _EXT_HEADER = struct.Struct(">IBB")
 _PORT = struct.Struct(">H")
+_ID = struct.Struct(">IB")
 
 
 class Role(enum.Enum):
@@ -173,9 +205,15 @@ class PeerConnection:
         extensions: BEP 10 names and the ids *we* receive them on (1..255).
         metadata_size: size of the info dict we serve, advertised in our ext handshake.
         client_version: the ``v`` of our ext handshake.
+        v2: set the BEP 52 bit in our handshake (we speak hash messages).
+        fast: set the BEP 6 bit in our handshake (we may send have-all).
+        alt_info_hash: a second 20-byte info-hash the peer's handshake may carry: the
+            truncated v2 hash of a hybrid dialled by its v1 hash, which libtorrent answers
+            with when both sides set the v2 bit. The connection then goes by it.
     """
 
     __slots__ = (
+        "_alt_info_hash",
         "_buffer",
         "_eof",
         "_extensions",
@@ -190,11 +228,13 @@ class PeerConnection:
         "_state",
         "_terminal",
         "client_version",
+        "fast",
         "max_message",
         "max_metadata_size",
         "metadata_size",
         "our_role",
         "peer_id",
+        "v2",
     )
 
     def __init__(
@@ -208,6 +248,9 @@ class PeerConnection:
         extensions: Mapping[str, int] | None = None,
         metadata_size: int | None = None,
         client_version: str = CLIENT_VERSION,
+        v2: bool = False,
+        fast: bool = False,
+        alt_info_hash: bytes | None = None,
     ) -> None:
         if info_hash is not None and len(info_hash) != 20:
             raise ValueError("info_hash must be 20 bytes")
@@ -215,6 +258,8 @@ class PeerConnection:
             raise ValueError("an initiator must know the info_hash it asks for")
         if len(peer_id) != 20:
             raise ValueError("peer_id must be 20 bytes")
+        if alt_info_hash is not None and len(alt_info_hash) != 20:
+            raise ValueError("alt_info_hash must be 20 bytes")
         ext = dict({UT_METADATA: 2} if extensions is None else extensions)
         if any(not 1 <= i <= 255 for i in ext.values()) or len(set(ext.values())) != len(ext):
             raise ValueError("extension ids must be distinct and in 1..255")
@@ -225,6 +270,9 @@ class PeerConnection:
         self._extensions = ext
         self.metadata_size = metadata_size
         self.client_version = client_version
+        self.v2 = v2
+        self.fast = fast
+        self._alt_info_hash = alt_info_hash
         self._info_hash = info_hash
         self._local_names = {i: name for name, i in ext.items()}
         self._local_ut_metadata = ext.get(UT_METADATA)
@@ -266,6 +314,11 @@ class PeerConnection:
         return dict(self._remote_extensions)
 
     @property
+    def remote_reserved(self) -> bytes | None:
+        """The 8 reserved bytes of the peer's handshake, once it arrived."""
+        return self._remote_reserved
+
+    @property
     def remote_metadata_size(self) -> int | None:
         """The latest ``metadata_size`` the peer announced, if any."""
         return self._remote_metadata_size
@@ -302,6 +355,10 @@ class PeerConnection:
         length = buffer.uint32()
         if length > self.max_message:
             return self._violation(f"message of {length} bytes exceeds {self.max_message}")
+        if length and len(buffer) >= 5:
+            cap = _MAX_HASH_BODY.get(_ID.unpack(buffer.peek(5))[1])
+            if cap is not None and length > cap:
+                return self._violation(f"hash message of {length} bytes exceeds {cap}")
         if len(buffer) < 4 + length:
             return self._need_data()
         frame = buffer.take(4 + length)
@@ -335,6 +392,8 @@ class PeerConnection:
         reserved, info_hash, peer_id = raw[20:28], raw[28:48], raw[48:68]
         if self._info_hash is None:
             self._info_hash = info_hash
+        elif info_hash == self._alt_info_hash and info_hash is not None:
+            self._info_hash = info_hash  # the hybrid's v2 hash: the peer upgraded us (BEP 52)
         elif info_hash != self._info_hash:
             return self._violation("handshake for another info_hash")
         self._remote_peer_id = peer_id
@@ -357,6 +416,11 @@ class PeerConnection:
             if len(body) != 2:
                 return self._violation("port message is not 2 bytes")
             return DhtPort(_PORT.unpack(body)[0])
+        if msg_id in _MAX_HASH_BODY:
+            try:
+                return parse_hash_message(msg_id, body)
+            except HashMessageError as exc:
+                return self._violation(f"bad hash message: {exc}")
         kind = _SKIPPED_KINDS.get(msg_id)
         return Ignored(kind if kind else f"message #{msg_id}")
 
@@ -454,11 +518,15 @@ class PeerConnection:
         if not self._handshake_sent:
             raise LocalProtocolError("send the handshake first")
 
-    def send_handshake(self) -> bytes:
-        """Our 68-byte BEP 3 handshake, with the BEP 10 and DHT bits set.
+    def send_handshake(self, info_hash: bytes | None = None) -> bytes:
+        """Our 68-byte BEP 3 handshake, with the BEP 10 and DHT bits set (and the BEP 6 and
+        BEP 52 bits when `fast` and `v2` say so).
 
         A responder created without an info-hash echoes the one the peer asked for, so it
         must first have seen `HandshakeReceived` (and decided to serve that torrent).
+        ``info_hash`` lets a responder answer with another key of the same torrent (a
+        hybrid's truncated v2 hash to a v2 peer that dialled its v1 hash, as libtorrent
+        does); the connection then goes by it.
 
         Raises:
             LocalProtocolError: sent twice, after the end, or info-hash still unknown.
@@ -466,10 +534,16 @@ class PeerConnection:
         self._check_open()
         if self._handshake_sent:
             raise LocalProtocolError("handshake already sent")
+        if info_hash is not None:
+            if len(info_hash) != 20:
+                raise LocalProtocolError("info_hash must be 20 bytes")
+            self._info_hash = info_hash
         if self._info_hash is None:
             raise LocalProtocolError("info_hash unknown: wait for HandshakeReceived")
         self._handshake_sent = True
-        return PROTOCOL + RESERVED + self._info_hash + self.peer_id
+        reserved = bytearray(RESERVED)
+        reserved[7] |= (RESERVED_V2 if self.v2 else 0) | (RESERVED_FAST if self.fast else 0)
+        return PROTOCOL + bytes(reserved) + self._info_hash + self.peer_id
 
     def send_ext_handshake(
         self,
@@ -539,6 +613,41 @@ class PeerConnection:
         """BEP 5 PORT message advertising our DHT node's UDP port."""
         self._check_messages_allowed()
         return _HEADER.pack(3, MSG_PORT) + _PORT.pack(port)
+
+    def send_hash_request(self, msg: HashRequest) -> bytes:
+        """BEP 52 `hash request` (21).
+
+        Raises:
+            LocalProtocolError: before our handshake, after the end, or a length below two
+                (BEP 52: a request names at least two hashes).
+        """
+        self._check_messages_allowed()
+        try:
+            return encode_hash_request(msg)
+        except HashMessageError as exc:
+            raise LocalProtocolError(str(exc)) from None
+
+    def send_hashes(self, msg: Hashes) -> bytes:
+        """BEP 52 `hashes` (22), the answer to a request with the same fields."""
+        self._check_messages_allowed()
+        return encode_hashes(msg)
+
+    def send_hash_reject(self, msg: HashReject) -> bytes:
+        """BEP 52 `hash reject` (23), refusing a request with the same fields."""
+        self._check_messages_allowed()
+        return encode_hash_reject(msg)
+
+    def send_have_all(self, pieces: int) -> bytes:
+        """That we have all ``pieces`` pieces: BEP 6 have-all when both sides set the fast
+        bit, else a BEP 3 bitfield of ``pieces`` ones (spare bits zero)."""
+        self._check_messages_allowed()
+        reserved = self._remote_reserved
+        if self.fast and reserved is not None and reserved[7] & RESERVED_FAST:
+            return _HEADER.pack(1, MSG_HAVE_ALL)
+        body = bytearray(b"\xff" * (pieces // 8))
+        if pieces % 8:
+            body.append((0xFF << (8 - pieces % 8)) & 0xFF)
+        return _HEADER.pack(len(body) + 1, MSG_BITFIELD) + bytes(body)
 
     def send_keepalive(self) -> bytes:
         """A keep-alive (zero-length message)."""

@@ -5,7 +5,9 @@ the bytes and fates of the TCP connections its driver opens for it. It decides w
 connect to (a bounded number at a time), speaks the peer wire through one
 ``PeerConnection`` per peer, spreads the metadata pieces over every peer that has them,
 verifies the assembled dict against the info-hash, and drops peers that stall, reject,
-lie about the size or send data that does not verify. The first verified copy wins.
+lie about the size or send data that does not verify. The first verified copy wins. With
+``piece_layers`` on, a v2 or hybrid torrent then goes through a second phase on the same
+connections: its BEP 52 piece layers over hash requests (``magnet.layers`` decides).
 
 Its output is a queue of actions (``Connect``, ``Send``, ``Close``, ``Resolved``); time
 comes in as ``now`` and leaves as one deadline (``get_timer``). It keeps counts of what
@@ -20,12 +22,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from magnet.layers import LayerFetcher, fetcher_for
 from magnet.metadata import MetadataAssembler, MetadataError, piece_count
 from magnet.peerwire import (
     NEED_DATA,
     ConnectionClosed,
     ExtHandshake,
     HandshakeReceived,
+    Hashes,
+    HashReject,
+    HashRequest,
     LocalProtocolError,
     MetadataData,
     MetadataReject,
@@ -42,6 +48,7 @@ __all__ = [
     "Action",
     "Close",
     "Connect",
+    "MetadataVerified",
     "Resolution",
     "ResolutionStats",
     "Resolved",
@@ -87,9 +94,19 @@ class Resolved:
     info: bytes  # the raw, verified info dict
     peer: Addr
     source: str  # where we learned of the peer: "dht", "x.pe", "tracker ..."
+    # BEP 52 piece layers (root -> hashes), proven; None when not fetched (v1, or not asked)
+    piece_layers: dict[bytes, bytes] | None = None
+    layer_peers: tuple[Addr, ...] = ()  # the peers whose hashes were kept
 
 
-Action = Connect | Send | Close | Resolved
+@dataclass(frozen=True, slots=True)
+class MetadataVerified:
+    """The info dict verified; the piece layers phase starts (``Resolved`` ends it)."""
+
+    result: Resolved  # what the resolve is worth without the layers
+
+
+Action = Connect | Send | Close | Resolved | MetadataVerified
 
 
 class _State(enum.Enum):
@@ -170,11 +187,14 @@ class Resolution:
         encryption: str = "auto",
         randbytes: Callable[[int], bytes] | None = None,
         accept: Callable[[Addr], bool] | None = None,
+        piece_layers: bool = False,
     ) -> None:
         """``info_hash`` is what the handshake carries (v1, or v2 truncated to 20 bytes);
         ``info_hash_v1``/``info_hash_v2`` are what the assembled dict is checked against.
         ``accept`` is the address policy for peers (``dht.addresses.AddressPolicy.acceptable``):
-        peers it refuses are counted in ``stats.refused`` and never dialled."""
+        peers it refuses are counted in ``stats.refused`` and never dialled. ``piece_layers``
+        fetches a v2 torrent's piece layers after its metadata (``MetadataVerified`` marks
+        the switch; ``Resolved`` then carries them)."""
         if info_hash_v1 is None and info_hash_v2 is None:
             info_hash_v1 = info_hash
         self.info_hash = info_hash
@@ -205,6 +225,10 @@ class Resolution:
         self._actions: deque[Action] = deque()
         self.stats = ResolutionStats()
         self.result: Resolved | None = None
+        # The piece layers phase (BEP 52): wanted, then the verified metadata and fetcher.
+        self.piece_layers = piece_layers and info_hash_v2 is not None
+        self.metadata: Resolved | None = None
+        self.layers: LayerFetcher[Addr] | None = None
 
     # --- what the driver feeds in --------------------------------------------------------
 
@@ -237,8 +261,15 @@ class Resolution:
             return
         peer.state = _State.HANDSHAKE
         peer.deadline = now + self.handshake_timeout
+        v2 = self._v2 if self.piece_layers else None
         conn = PeerConnection(
-            self.info_hash, self.peer_id, max_metadata_size=self.max_metadata_size
+            self.info_hash,
+            self.peer_id,
+            max_metadata_size=self.max_metadata_size,
+            # BEP 52 bit: a v2 peer answers hash requests; libtorrent upgrades a hybrid
+            # dialled by its v1 hash to the truncated v2 hash, which we then accept.
+            v2=v2 is not None,
+            alt_info_hash=v2[:20] if v2 is not None and v2[:20] != self.info_hash else None,
         )
         peer.conn = conn
         # Handshake and extension handshake in one write: saves a round trip, and BEP 10
@@ -301,6 +332,8 @@ class Resolution:
             if self._redial(peer, now):
                 return
             why = "closed during handshake"
+        elif self.layers is not None:
+            why = "closed before sending the piece layers"
         else:
             why = "closed before sending the metadata"
         self._finish(peer, why, now, close=False)
@@ -314,6 +347,9 @@ class Resolution:
                 self._finish(peer, "handshake timed out", now)
             elif state is _State.READY and peer.requested and now >= peer.deadline:
                 self._finish(peer, "stalled on a metadata request", now)
+        if self.layers is not None and self.result is None:
+            for addr, why in self.layers.expired(now):
+                self._finish(self._peers[addr], why, now)
         self._schedule(now)
 
     def get_timer(self) -> float | None:
@@ -323,6 +359,9 @@ class Resolution:
             if p.state in (_State.CONNECTING, _State.HANDSHAKE)
             or (p.state is _State.READY and p.requested)
         ]
+        layers = self.layers.deadline() if self.layers is not None else None
+        if layers is not None and self.result is None:
+            deadlines.append(layers)
         return min(deadlines) if deadlines else None
 
     def next_action(self) -> Action | None:
@@ -394,7 +433,11 @@ class Resolution:
             self._actions.append(Close(peer.addr, why or "done"))
         peer.conn = None
         peer.stream = None
-        if self.result is None:
+        if self.layers is not None and self.result is None:
+            self.layers.drop_peer(peer.addr)
+            self._request_layers(now)
+            self._schedule(now)
+        elif self.result is None:
             self._release_sizes()
             self._request_more(now)
             self._schedule(now)
@@ -441,12 +484,17 @@ class Resolution:
             elif isinstance(event, MetadataRequest):
                 # We have nothing to give yet: say so, as BEP 9 asks.
                 self._send(peer, conn.send_metadata_reject(event.piece))
+            elif isinstance(event, Hashes | HashReject | HashRequest):
+                self._on_hash_message(peer, event, now)
             elif isinstance(event, Violation):
                 self._finish(peer, f"protocol violation: {event.reason}", now)
             elif isinstance(event, ConnectionClosed):
                 self.connection_lost(peer.addr, None, now)
         if self.result is None and peer.state is _State.READY:
-            self._request_more(now)
+            if self.layers is not None:
+                self._request_layers(now)
+            else:
+                self._request_more(now)
 
     def _send(self, peer: _Peer, data: bytes) -> None:
         if peer.stream is not None:
@@ -462,6 +510,16 @@ class Resolution:
             self._finish(peer, "does not offer the metadata (no ut_metadata)", now)
             return
         size = ev.metadata_size
+        if self.metadata is not None and self.layers is not None:
+            # The layers phase: a peer with this very torrent may be asked for hashes.
+            if size != len(self.metadata.info):
+                self._finish(peer, "claims another metadata size", now)
+                return
+            self.stats.with_metadata += 1
+            peer.size = size
+            peer.state = _State.READY
+            self.layers.add_peer(peer.addr)
+            return
         if size > self.max_metadata_size:
             self._finish(peer, f"claims an absurd metadata size ({size} bytes)", now)
             return
@@ -495,11 +553,7 @@ class Resolution:
             return
         info = assembler.verify()
         if info is not None:
-            self.result = Resolved(info, peer.addr, peer.source)
-            self._actions.append(self.result)
-            for other in list(self._peers.values()):
-                if other.state not in (_State.QUEUED, _State.DONE):
-                    self._finish(other, None, now)
+            self._verified(Resolved(info, peer.addr, peer.source), now)
             return
         liars = assembler.last_failure
         if len(liars) == 1:
@@ -511,6 +565,87 @@ class Resolution:
             assert self.stats.failures is not None
             self.stats.failures["metadata from several peers did not verify"] += 1
 
+    def _verified(self, result: Resolved, now: float) -> None:
+        """The metadata is in: done, or on to the piece layers of a v2 torrent."""
+        layers: LayerFetcher[Addr] | None = None
+        if self.piece_layers:
+            layers = fetcher_for(result.info, self.request_timeout)
+        if layers is None:
+            self._resolved(result, now)
+            return
+        self.metadata = result
+        self._actions.append(MetadataVerified(result))
+        self.layers = layers
+        self._assemblers.clear()
+        for p in self._peers.values():
+            p.requested.clear()
+            if p.state is _State.READY and p.size == len(result.info):
+                self.layers.add_peer(p.addr)
+            elif p.state is _State.READY:
+                self._finish(p, "claimed another metadata size", now)
+        self._request_layers(now)
+
+    def _resolved(self, result: Resolved, now: float) -> None:
+        self.result = result
+        self._actions.append(result)
+        for other in list(self._peers.values()):
+            if other.state not in (_State.QUEUED, _State.DONE):
+                self._finish(other, None, now)
+
+    def _on_hash_message(
+        self, peer: _Peer, msg: Hashes | HashReject | HashRequest, now: float
+    ) -> None:
+        conn = peer.conn
+        assert conn is not None
+        if isinstance(msg, HashRequest):
+            # We hold no hashes to give while resolving: refuse, as BEP 52 asks.
+            self._send(peer, conn.send_hash_reject(msg.reject()))
+            return
+        layers = self.layers
+        if layers is None or peer.state is not _State.READY:
+            return  # unasked, before any request of ours: it costs nothing
+        if isinstance(msg, Hashes):
+            why = layers.on_hashes(peer.addr, msg)
+        else:
+            why = layers.on_reject(peer.addr, msg)
+        if why is not None:
+            self._finish(peer, why, now)
+        elif layers.done:
+            assert self.metadata is not None
+            sources = tuple(layers.sources)
+            self._resolved(
+                Resolved(
+                    self.metadata.info,
+                    self.metadata.peer,
+                    self.metadata.source,
+                    layers.layers(),
+                    sources,
+                ),
+                now,
+            )
+
+    def _request_layers(self, now: float) -> None:
+        """Hand out hash requests to every peer with room (``magnet.layers`` picks)."""
+        layers = self.layers
+        assert layers is not None
+        for p in list(self._peers.values()):
+            if p.state is not _State.READY or p.conn is None:
+                continue
+            batch = b"".join(p.conn.send_hash_request(r) for r in layers.requests_for(p.addr, now))
+            if batch:
+                self._send(p, batch)
+        waiting = (_State.QUEUED, _State.CONNECTING, _State.HANDSHAKE)
+        if (
+            not layers.done
+            and not layers.in_flight
+            and self.metadata is not None
+            and not any(p.state in waiting for p in self._peers.values())
+        ):
+            # Nobody left who may answer (gone, or refused what is missing): the metadata
+            # alone now, rather than a wait for peers that may never come (the caller
+            # says the .torrent lacks its layers).
+            self._resolved(self.metadata, now)
+
     def _request_more(self, now: float) -> None:
         """Hand out missing pieces: spread over ready peers, at most ``requests_per_peer`` each.
 
@@ -518,7 +653,7 @@ class Resolution:
         may ask for one already out elsewhere (the end game), so one slow peer cannot hold
         up the last piece.
         """
-        if self.result is not None:
+        if self.result is not None or self.layers is not None:
             return
         ready = [p for p in self._peers.values() if p.state is _State.READY]
         for size, assembler in self._assemblers.items():

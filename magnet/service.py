@@ -6,7 +6,10 @@ peer connection's events: accept or refuse the handshake, send pieces or rejects
 much a peer may ask. ``ServeSession`` is one incoming connection: it tells a plaintext
 handshake from an encrypted one (MSE/PE) by the first bytes, applies the encryption policy,
 and runs the bytes through an ``EncryptedStream`` when asked for. The asyncio server that
-feeds it lives in ``magnet.io.serve``. Metadata only: no piece data is served.
+feeds it lives in ``magnet.io.serve``. Metadata only, and for a v2 or hybrid .torrent that
+holds ``piece layers`` the BEP 52 hash requests that fetch them (proofs from
+``magnet.merkle.MerkleTree``; such a peer is told we have every piece, as hash requests
+are only sent to peers that have pieces, and is never unchoked): no piece data is served.
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from magnet.hashmsgs import Hashes
+from magnet.layers import layer_files
+from magnet.merkle import MerkleError, MerkleTree, piece_count, split_hashes
 from magnet.metadata import MetadataSource
 from magnet.peerwire import (
     NEED_DATA,
     UT_METADATA,
     ConnectionClosed,
     HandshakeReceived,
+    HashRequest,
     MetadataRequest,
     PeerConnection,
     Role,
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_PIECES_PER_READ",
+    "MAX_HASH_BYTES_PER_READ",
+    "MAX_HASH_REQUESTS_PER_CONNECTION",
     "MAX_REQUESTS_PER_CONNECTION",
     "REQUEST_QUEUE",
     "SERVE_ENCRYPTION",
@@ -51,6 +60,11 @@ REQUEST_QUEUE = 64  # the reqq we advertise (BEP 10): requests a peer may have o
 # Pieces sent in answer to one read: a burst beyond what we advertised gets rejects (a few
 # bytes each), so one read of requests can never make more than ~1 MiB of reply.
 MAX_PIECES_PER_READ = REQUEST_QUEUE
+# Hash requests (BEP 52), bounded like metadata requests: a piece layer comes in chunks of
+# 512 hashes, so a torrent of 2**20 pieces takes 2048 requests; twice that is abuse. One
+# read's answers stay within ~1 MiB too (a request may ask for 8192 hashes, 256 KiB).
+MAX_HASH_REQUESTS_PER_CONNECTION = 4096
+MAX_HASH_BYTES_PER_READ = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +74,36 @@ class Served:
     meta: TorrentMeta
     source: MetadataSource
     keys: tuple[bytes, ...]  # 20-byte handshake/DHT keys: v1 hash, truncated v2 hash
+    # BEP 52: a tree per file with a piece layer, by pieces root (empty: none to answer)
+    trees: dict[bytes, MerkleTree]
+    pieces: int  # pieces of the torrent, for the bitfield of a peer that asks for hashes
+
+
+def _trees(meta: TorrentMeta) -> dict[bytes, MerkleTree]:
+    """Trees from a .torrent's piece layers, for every file that needs one: all or none.
+
+    A layer that is missing or does not hash to its file's pieces root leaves the torrent
+    with no hashes to answer (a client would only drop us for a bad proof).
+    """
+    files = layer_files(meta)
+    layers = meta.piece_layers or {}
+    trees: dict[bytes, MerkleTree] = {}
+    for f in files:
+        try:
+            tree = MerkleTree.from_piece_layer(
+                split_hashes(layers.get(f.root, b"")), meta.piece_length, f.length
+            )
+        except MerkleError:
+            return {}
+        if tree.root != f.root:
+            return {}
+        trees[f.root] = tree
+    return trees
+
+
+def _piece_total(meta: TorrentMeta) -> int:
+    """Pieces of a v2 or hybrid torrent: each file starts on a piece boundary (BEP 52)."""
+    return sum(piece_count(f.length, meta.piece_length) for f in meta.files)
 
 
 @dataclass(slots=True)
@@ -67,6 +111,7 @@ class PeerState:
     """What the service remembers about one connection."""
 
     requests: int = 0  # metadata requests answered so far
+    hash_requests: int = 0  # BEP 52 hash requests answered so far
     messages: int = 0  # whole messages (and handshakes) received: the driver's idle clock
     handshaken: bool = False  # the peer's BitTorrent handshake arrived and was accepted
 
@@ -84,7 +129,10 @@ class MetadataService:
                 for k in (meta.info_hash_v1, meta.info_hash_v2[:20] if meta.info_hash_v2 else None)
                 if k is not None
             )
-            item = Served(meta, MetadataSource(meta.info), keys)
+            trees = _trees(meta)
+            item = Served(
+                meta, MetadataSource(meta.info), keys, trees, _piece_total(meta) if trees else 0
+            )
             self.served.append(item)
             for k in keys:
                 self.by_key[k] = item
@@ -104,6 +152,7 @@ class MetadataService:
         conn.receive_data(data)
         out: list[bytes] = []
         pieces = 0
+        hash_bytes = 0
         while True:
             event = conn.next_event()
             if event is NEED_DATA:
@@ -115,13 +164,15 @@ class MetadataService:
                     self.refused += 1
                     return b"".join(out), "asked for a torrent we do not serve"
                 state.handshaken = True
-                out.append(conn.send_handshake())
+                out.append(self._handshake(conn, event, item))
                 if event.supports_extensions:
                     out.append(
-                        conn.send_ext_handshake(
-                            metadata_size=item.source.size, reqq=REQUEST_QUEUE
-                        )
+                        conn.send_ext_handshake(metadata_size=item.source.size, reqq=REQUEST_QUEUE)
                     )
+                if conn.v2 and _speaks_v2(event, item):
+                    # Only to v2 peers: a v1 client has no hashes to ask and would only
+                    # wait for an unchoke that never comes.
+                    out.append(conn.send_have_all(item.pieces))
             elif isinstance(event, MetadataRequest):
                 state.requests += 1
                 if state.requests > MAX_REQUESTS_PER_CONNECTION:
@@ -138,10 +189,55 @@ class MetadataService:
                 else:
                     pieces += 1
                     out.append(conn.send_metadata_data(event.piece, item.source.size, piece))
+            elif isinstance(event, HashRequest):
+                state.hash_requests += 1
+                if state.hash_requests > MAX_HASH_REQUESTS_PER_CONNECTION:
+                    return b"".join(out), "too many hash requests"
+                reply = self._hashes(conn, event, hash_bytes)
+                hash_bytes += len(reply)
+                out.append(reply)
             elif isinstance(event, Violation):
                 return b"".join(out), f"protocol violation: {event.reason}"
             elif isinstance(event, ConnectionClosed):
                 return b"".join(out), "closed"
+
+    def _handshake(self, conn: PeerConnection, event: HandshakeReceived, item: Served) -> bytes:
+        """Our handshake; with hashes to answer, the BEP 52 bit, and to a v2 peer that
+        dialled a hybrid by its v1 hash, the truncated v2 hash (the upgrade libtorrent
+        makes, after which it sends that peer hash requests)."""
+        if not item.trees:
+            return conn.send_handshake()
+        conn.v2 = True
+        conn.fast = True
+        v2 = item.meta.info_hash_v2
+        if event.supports_v2 and v2 is not None and event.info_hash != v2[:20]:
+            return conn.send_handshake(v2[:20])
+        return conn.send_handshake()
+
+    def _hashes(self, conn: PeerConnection, request: HashRequest, sent: int) -> bytes:
+        """The `hashes` answering ``request``, or a `hash reject` (no such file, a range
+        the tree cannot answer, or this read's answers are big enough already)."""
+        info_hash = conn.info_hash
+        item = self.by_key.get(info_hash) if info_hash else None
+        tree = item.trees.get(request.pieces_root) if item else None
+        if tree is not None:
+            try:
+                hashes = tree.hashes(request.hash_range)
+            except MerkleError:
+                pass
+            else:
+                if sent + len(hashes) * 32 <= MAX_HASH_BYTES_PER_READ:
+                    fields = (request.base_layer, request.index, request.length)
+                    msg = Hashes(request.pieces_root, *fields, request.proof_layers, tuple(hashes))
+                    return conn.send_hashes(msg)
+        return conn.send_hash_reject(request.reject())
+
+
+def _speaks_v2(event: HandshakeReceived, item: Served) -> bool:
+    """A peer on the v2 protocol: it set the BEP 52 bit (libtorrent does on a hybrid), or
+    it asked by the truncated v2 hash (libtorrent sets no bit for a v2-only torrent)."""
+    v2 = item.meta.info_hash_v2
+    return event.supports_v2 or (v2 is not None and event.info_hash == v2[:20])
 
 
 class ServeSession:

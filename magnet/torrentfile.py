@@ -4,18 +4,20 @@ Owns a bounded bencode decoder (BEP 3, spans from ``magnet.bencode_spans``),
 :func:`info_span` (the raw bytes of the top-level ``info`` value, which the info-hash is
 computed over: SHA-1 for v1, SHA-256 for v2, BEP 52), :class:`TorrentMeta` (names, files,
 trackers of a .torrent or a bare info dict: BEP 3 single/multi-file, BEP 47 padding files,
-BEP 52 ``file tree``, BEP 12 ``announce-list``, BEP 19 ``url-list``), :func:`build_torrent`
-(splices given info bytes into a new .torrent verbatim) and :func:`safe_name` (a file name
-safe to write).
+BEP 52 ``file tree`` with each file's ``pieces root`` and the outer ``piece layers``, BEP 12
+``announce-list``, BEP 19 ``url-list``), :func:`build_torrent` (splices given info bytes, and
+BEP 52 piece layers, into a new .torrent verbatim) and :func:`safe_name` (a file name safe
+to write).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from dht.version import CLIENT_NAME
@@ -64,6 +66,8 @@ class TorrentFile:
 
     path: tuple[str, ...]
     length: int
+    pieces_root: bytes | None = None
+    """BEP 52: the SHA-256 Merkle root of a v2 file's 16 KiB blocks (None: v1, or empty)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,10 @@ class TorrentMeta:
     """``announce`` then ``announce-list`` tiers, flattened, without repeats."""
     web_seeds: tuple[str, ...] = ()
     """``url-list`` (BEP 19)."""
+    piece_layers: Mapping[bytes, bytes] | None = None
+    """BEP 52 ``piece layers`` of a .torrent (pieces root -> concatenated piece hashes), as
+    found: 32-byte keys, values whole hashes; whether they prove is `magnet.merkle`'s call.
+    None when the .torrent has none (always for a bare info dict)."""
 
     @property
     def total_size(self) -> int:
@@ -266,7 +274,7 @@ def info_span(data: bytes) -> slice:
 # --- reading -----------------------------------------------------------------------------
 
 # Outer .torrent keys parse_torrent builds values for; the rest are only validated.
-_OUTER_KEYS = frozenset([b"info", b"announce", b"announce-list", b"url-list"])
+_OUTER_KEYS = frozenset([b"info", b"announce", b"announce-list", b"url-list", b"piece layers"])
 
 
 def parse_torrent(data: bytes) -> TorrentMeta:
@@ -297,7 +305,21 @@ def parse_torrent(data: bytes) -> TorrentMeta:
         web_seeds.extend(_text(url) for url in seeds if isinstance(url, bytes))
     info = outer[b"info"]
     assert isinstance(info, dict)  # top_level checked
-    return _meta(data[span], info, trackers=_unique(trackers), web_seeds=_unique(web_seeds))
+    meta = _meta(data[span], info, trackers=_unique(trackers), web_seeds=_unique(web_seeds))
+    if b"piece layers" not in outer:
+        return meta
+    layers = _piece_layers(outer[b"piece layers"])
+    return dataclasses.replace(meta, piece_layers=layers)
+
+
+def _piece_layers(value: object) -> dict[bytes, bytes]:
+    """BEP 52 ``piece layers``: 32-byte roots to whole 32-byte hashes, or a TorrentError."""
+    if not isinstance(value, dict):
+        raise TorrentError("'piece layers' is not a dictionary")
+    for root, layer in value.items():
+        if len(root) != 32 or not isinstance(layer, bytes) or not layer or len(layer) % 32:
+            raise TorrentError("'piece layers' holds an entry that is not 32-byte hashes")
+    return value
 
 
 def parse_info(info: bytes) -> TorrentMeta:
@@ -392,7 +414,7 @@ def _v2_files(tree: object, name: str) -> list[TorrentFile]:
     """BEP 52 ``file tree``: nested dicts of path elements; ``""`` marks a file's entry."""
     if not isinstance(tree, dict) or not tree:
         raise TorrentError("info 'file tree' is not a non-empty dictionary")
-    found: list[tuple[tuple[str, ...], int]] = []
+    found: list[tuple[tuple[str, ...], int, bytes | None]] = []
     # Depth-first in the encoded key order, which is the order files map onto pieces. The
     # decoder already bounded the depth; the explicit stack keeps Python recursion out.
     stack: list[tuple[tuple[str, ...], Iterator[tuple[bytes, object]]]] = [((), iter(tree.items()))]
@@ -412,11 +434,18 @@ def _v2_files(tree: object, name: str) -> list[TorrentFile]:
         elif not isinstance(leaf, dict) or len(child) != 1:
             raise TorrentError(f"file tree entry {'/'.join(path)!r} is malformed")
         elif not _is_padding(leaf):
-            found.append((path, _length(leaf.get(b"length"), "/".join(path))))
+            root = leaf.get(b"pieces root")
+            found.append(
+                (
+                    path,
+                    _length(leaf.get(b"length"), "/".join(path)),
+                    root if isinstance(root, bytes) and len(root) == 32 else None,
+                )
+            )
     # A lone file at the root is a single-file torrent; otherwise paths hang under the name.
     if len(tree) == 1 and len(found) == 1 and len(found[0][0]) == 1:
-        return [TorrentFile(found[0][0], found[0][1])]
-    return [TorrentFile((name, *path), length) for path, length in found]
+        return [TorrentFile(*found[0])]
+    return [TorrentFile((name, *path), length, root) for path, length, root in found]
 
 
 def _length(value: object, where: str) -> int:
@@ -449,17 +478,20 @@ def build_torrent(
     web_seeds: Sequence[str] = (),
     created_by: str = CLIENT_NAME,
     creation_date: int | None = None,
+    piece_layers: Mapping[bytes, bytes] | None = None,
 ) -> bytes:
     """A complete .torrent around ``info``, whose bytes are spliced in verbatim.
 
     The outer dict is built by concatenation in sorted key order: ``announce`` (the first
     tracker), ``announce-list`` (one tier per tracker, only when there are several, as
     libtorrent's create_torrent writes it), ``created by``, ``creation date`` (Unix time),
-    ``info``, ``url-list``. Trackers and web seeds are deduplicated; empty ones dropped.
+    ``info``, ``piece layers`` (BEP 52, keys sorted as bencoding wants; omitted when None
+    or empty), ``url-list``. Trackers and web seeds are deduplicated; empty ones dropped.
 
     Raises:
         TorrentError: ``info`` is not exactly one valid bencoded dict, a negative
-            ``creation_date``, or text that cannot be UTF-8 encoded.
+            ``creation_date``, text that cannot be UTF-8 encoded, or piece layers that are
+            not 32-byte roots to whole 32-byte hashes.
     """
     _check_size(info, "info dict")
     with _torrent_errors():
@@ -481,6 +513,13 @@ def build_torrent(
     if creation_date is not None:
         parts.append(b"13:creation datei%de" % creation_date)
     parts += [b"4:info", info]
+    if piece_layers:
+        _piece_layers(dict(piece_layers))
+        parts.append(b"12:piece layersd")
+        for root in sorted(piece_layers):
+            layer = piece_layers[root]
+            parts += [b"32:", root, b"%d:" % len(layer), layer]
+        parts.append(b"e")
     seeds = _unique(web_seeds)
     if seeds:
         parts.append(b"8:url-listl")

@@ -24,10 +24,13 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from dht.wire import Addr
-    from magnet.io.resolve import Progress
+    from magnet.io.resolve import Progress, ResolveResult
     from magnet.uri import MagnetLink
 
-__all__ = ["resolve"]
+__all__ = ["EXIT_INCOMPLETE", "resolve"]
+
+# The .torrent was written but lacks the piece layers of its v2 files (see --no-piece-layers).
+EXIT_INCOMPLETE = 3
 
 
 def resolve(
@@ -80,8 +83,21 @@ def resolve(
             " itself when the link's x.pe or the bootstrap addresses are such).",
         ),
     ] = False,
+    no_piece_layers: Annotated[
+        bool,
+        typer.Option(
+            "--no-piece-layers",
+            help="v2 and hybrid links: write the info dict alone, without fetching the piece"
+            " layers (BEP 52 hash requests) of files over one piece. Without this option a"
+            " .torrent whose layers could not all be fetched within --timeout is still"
+            " written (clients can fetch layers themselves), with a warning and exit code 3.",
+        ),
+    ] = False,
 ) -> None:
     """Resolve magnet links into verified .torrent files, using the DHT (no tracker needed).
+
+    Exit codes: 0 all written, 1 a link failed, 2 bad input, 3 written but without the
+    piece layers a v2 torrent has (incomplete; see --no-piece-layers).
 
     Examples:
 
@@ -105,6 +121,7 @@ def resolve(
         trackers=tuple(tracker or ()),
         encryption=encryption,
         allow_private=allow_private,
+        piece_layers=not no_piece_layers,
     )
     routers = parse_bootstrap(bootstrap)
     from magnet.uri import MagnetError, parse_info_hash_or_magnet
@@ -214,6 +231,7 @@ class ResolveOptions:
     trackers: tuple[str, ...]
     encryption: str
     allow_private: bool = False
+    piece_layers: bool = True
 
     def resolve_options(self) -> dict[str, Any]:
         """Keyword arguments of ``magnet.resolve`` (and ``resolve_many``), one link or many."""
@@ -226,6 +244,7 @@ class ResolveOptions:
             "trackers": self.trackers,
             "encryption": self.encryption,
             "allow_private": self.allow_private,
+            "piece_layers": self.piece_layers,
         }
 
 
@@ -275,8 +294,21 @@ async def _resolve_one(
             f"wrote {path} ({result.meta.name}: {files} file{'s' if files != 1 else ''}, "
             f"{human_size(result.meta.total_size)}) in {result.seconds:.2f} s "
             f"from {format_hostport(result.peer)} ({result.source})"
+            + (f", with {len(result.piece_layers)} piece layers" if result.piece_layers else "")
         )
-    return 0
+    return _incomplete(result)
+
+
+def _incomplete(result: ResolveResult) -> int:
+    """0, or warn that the .torrent lacks its piece layers and return EXIT_INCOMPLETE."""
+    if result.complete:
+        return 0
+    typer.echo(
+        f"magnetar: {result.link.info_hash_hex}: the piece layers (BEP 52) could not all be"
+        " fetched in time; the .torrent holds the verified info dict without them",
+        err=True,
+    )
+    return EXIT_INCOMPLETE
 
 
 async def _resolve_bulk(
@@ -300,6 +332,7 @@ async def _resolve_bulk(
     from magnet.io.resolve import ResolveError
 
     failed = 0
+    incomplete = 0
     written: set[Path] = set()  # by this run: a second torrent of one name gets another
     results = resolve_many(
         links, bootstrap=routers, concurrency=concurrency, **opts.resolve_options()
@@ -330,7 +363,10 @@ async def _resolve_bulk(
             typer.echo(json.dumps(result_record(result, path)))
         else:
             typer.echo(f"{result.link.info_hash_hex} {path} ({result.seconds:.2f} s)")
-    return EXIT_NOT_FOUND if failed else 0
+        incomplete += _incomplete(result) != 0
+    if failed:
+        return EXIT_NOT_FOUND
+    return EXIT_INCOMPLETE if incomplete else 0
 
 
 class _ProgressLine:

@@ -139,6 +139,14 @@ def result_record(result: ResolveResult, path: Path | None) -> dict[str, Any]:
         "source": result.source,
         "trace": [{"phase": p, "seconds": s} for p, s in result.trace],
         "sources": result.sources,
+        "complete": result.complete,
+        "piece_layers": {
+            "status": result.layers_status,
+            "files": len(result.piece_layers or {}),
+            "hashes": sum(len(v) for v in (result.piece_layers or {}).values()) // 32,
+            "peers": [format_hostport(p) for p in result.layer_peers],
+            "seconds": round(result.layers_seconds, 4),
+        },
     }
 
 

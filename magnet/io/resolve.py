@@ -18,12 +18,20 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dht.addresses import AddressClass, AddressPolicy, classify
 from dht.io.timer import CoreTimer
 from dht.version import PEER_ID_PREFIX
-from magnet.resolution import Close, Connect, Resolution, ResolutionStats, Resolved, Send
+from magnet.resolution import (
+    Close,
+    Connect,
+    MetadataVerified,
+    Resolution,
+    ResolutionStats,
+    Resolved,
+    Send,
+)
 from magnet.torrentfile import TorrentError, TorrentMeta, build_torrent, parse_info
 from magnet.uri import MagnetLink, parse_info_hash_or_magnet
 
@@ -37,6 +45,7 @@ CLIENT_PREFIX = PEER_ID_PREFIX  # Azureus-style peer id prefix, from dht.version
 
 
 log = logging.getLogger("magnet.io.resolve")
+
 
 class ResolveError(Exception):
     """Resolution failed; ``str(exc)`` is one line saying why."""
@@ -75,14 +84,29 @@ class ResolveResult:
     # Where peers came from and how each source fared when the metadata arrived, e.g.
     # {"dht": "2 lookups done, 16 nodes answered", "udp://t:1/announce": "pending"}.
     sources: dict[str, str] = field(default_factory=dict)
+    # BEP 52 piece layers (root -> hashes), proven against the info dict's pieces roots.
+    piece_layers: dict[bytes, bytes] | None = None
+    # "fetched", "not needed" (v1, or no file over one piece), "skipped" (not asked for),
+    # "v1 link" (a hybrid named by its v1 hash alone: resolved as v1, as ever), or
+    # "missing" (asked for, not all fetched in time: the .torrent lacks them).
+    layers_status: str = "not needed"
+    layer_peers: tuple[Addr, ...] = ()  # whose hashes were kept
+    layers_seconds: float = 0.0  # from the metadata verified to the layers proven
+
+    @property
+    def complete(self) -> bool:
+        """The .torrent holds all its author's torrent had: no piece layers missing."""
+        return self.layers_status != "missing"
 
     def torrent(self, *, creation_date: int | None = None) -> bytes:
-        """A complete .torrent: the info dict spliced in verbatim, the link's trackers."""
+        """A complete .torrent: the info dict spliced in verbatim, the piece layers (v2),
+        the link's trackers."""
         return build_torrent(
             self.info,
             trackers=self.link.trackers,
             web_seeds=self.link.web_seeds,
             creation_date=int(time.time()) if creation_date is None else creation_date,
+            piece_layers=self.piece_layers,
         )
 
 
@@ -131,6 +155,8 @@ class _Fetcher:
         self.res = resolution
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[Resolved] = self.loop.create_future()
+        self.verified: MetadataVerified | None = None  # the metadata, while layers come
+        self.verified_at = 0.0
         self._connecting: dict[Addr, asyncio.Task[object]] = {}
         self._open: dict[Addr, _PeerProtocol] = {}
         self._timer = CoreTimer(self.loop, self._on_timer)
@@ -191,6 +217,9 @@ class _Fetcher:
                     proto.transport.abort()
             elif isinstance(action, Resolved) and not self.done.done():
                 self.done.set_result(action)
+            elif isinstance(action, MetadataVerified):
+                self.verified = action
+                self.verified_at = time.monotonic()
         self._timer.arm(res.get_timer())
         self._on_change()
 
@@ -227,6 +256,7 @@ async def resolve(
     max_metadata_size: int = 32 * 1024 * 1024,
     on_progress: Callable[[Progress], None] | None = None,
     allow_private: bool = False,
+    piece_layers: bool = True,
 ) -> ResolveResult:
     """Fetch and verify the info dict a magnet link names.
 
@@ -240,6 +270,12 @@ async def resolve(
     Peers and tracker hosts on private or loopback addresses are refused (strangers must not
     make us dial our own LAN) unless ``allow_private`` is True or the network is a lab one:
     the link's own ``x.pe`` peers or the DHT's bootstrap addresses are private or loopback.
+
+    A v2 or hybrid link also gets its BEP 52 piece layers (``piece_layers``, on by default)
+    from the peers that sent the metadata, within the same ``timeout``. If they cannot all
+    be had in time (or every peer refuses), the result still comes, with the info dict
+    alone and ``layers_status`` "missing": a client can load such a .torrent and fetch the
+    layers itself, so it is worth having, but it is not the torrent its author made.
     """
     started = time.monotonic()
     if isinstance(link, str):
@@ -272,6 +308,7 @@ async def resolve(
         encryption=encryption,
         randbytes=os.urandom,
         accept=_peer_filter(link, policy),
+        piece_layers=piece_layers,
     )
     progress = Progress()
 
@@ -321,17 +358,26 @@ async def resolve(
             for task in tasks:  # the trackers: the last to end empty leaves the DHT alone
                 task.add_done_callback(lambda _task: dht_down.on_change())
             tasks.append(dht_task)
+        resolved: Resolved | None
         try:
             async with asyncio.timeout(timeout):
                 resolved = await fetcher.done
         except TimeoutError:
+            # The metadata may have come without all of its piece layers: see the docstring.
+            resolved = None if fetcher.verified is None else fetcher.verified.result
+        if resolved is None:
             reason = _explain_failure(resolution, dht_state, use_dht, timeout)
             if tracker_urls and not resolution.stats.known:
                 reason += "; " + _explain_trackers(tracker_urls, tracker_errors)
             raise ResolveError(
                 reason, _failure_kind(resolution, dht_state, use_dht), resolution.stats
             ) from None
-        mark("metadata verified")
+        if fetcher.verified is None:
+            mark("metadata verified")
+        else:
+            trace.append(("metadata verified", round(fetcher.verified_at - started, 4)))
+            if resolved.piece_layers is not None:
+                mark("piece layers verified")
         try:
             meta = parse_info(resolved.info)
         except TorrentError as exc:
@@ -360,6 +406,7 @@ async def resolve(
             time.monotonic() - started,
             trace,
             sources,
+            **_layers_outcome(meta, resolved, fetcher, piece_layers),
         )
     finally:
         dht_down.on_change = lambda: None  # the answer is given: nothing more to decide
@@ -373,6 +420,28 @@ async def resolve(
         fetcher.close()
         if own_node is not None:
             own_node.close()
+
+
+def _layers_outcome(
+    meta: TorrentMeta, resolved: Resolved, fetcher: _Fetcher, wanted: bool
+) -> dict[str, Any]:
+    """The piece-layer fields of a ``ResolveResult``."""
+    from magnet.layers import layer_files
+
+    if resolved.piece_layers is not None:
+        return {
+            "piece_layers": resolved.piece_layers,
+            "layers_status": "fetched",
+            "layer_peers": resolved.layer_peers,
+            "layers_seconds": time.monotonic() - fetcher.verified_at,
+        }
+    if not layer_files(meta):
+        return {"layers_status": "not needed"}
+    if not fetcher.res.piece_layers and wanted:
+        # A hybrid found by its v1 hash: a v1 link gets what it always got (the v1 piece
+        # hashes check every piece), and v1 peers may not speak BEP 52 at all.
+        return {"layers_status": "v1 link"}
+    return {"layers_status": "missing" if wanted else "skipped"}
 
 
 class _DhtDown:

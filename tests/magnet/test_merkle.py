@@ -606,3 +606,46 @@ def test_random_files_equal_libtorrents(
     piece_length = PIECE << piece_log
     made = libtorrent_v2(lt, tmp_path_factory.mktemp("lt"), sizes, piece_length)
     check_against_libtorrent(made, piece_length)
+
+
+# --- hash requests over hand-built trees (the resolver's piece-layer fetch) ---------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 32 * KIB - 1, 32 * KIB])
+def test_files_of_one_piece_or_empty_need_no_request(size: int) -> None:
+    assert piece_layer_requests(size, 32 * KIB) == []
+
+
+def test_proof_for_the_padded_half_of_a_two_to_the_n_plus_one_file_by_hand() -> None:
+    """5 pieces of 32 KiB (2**2 + 1), padded to 8: every node computed here by hand.
+
+    Pieces p0..p4 (each the pair of its two leaves), pad pieces z = pad_hash(1). A request
+    for the right half of the piece layer (index 4, length 4) with the proof to the root
+    carries p4, z, z, z and one uncle: the left half's root.
+    """
+    data = blocks(9, tail=5)  # 8 full blocks and 5 bytes: 5 pieces of 2 blocks
+    b = leaves_of(data)
+    p = [pair(b[0], b[1]), pair(b[2], b[3]), pair(b[4], b[5]), pair(b[6], b[7]), pair(b[8], ZERO)]
+    z = pad_hash(1)
+    assert z == pair(ZERO, ZERO)
+    left = pair(pair(p[0], p[1]), pair(p[2], p[3]))
+    right = pair(pair(p[4], z), pair(z, z))
+    root = pair(left, right)
+    assert pieces_root(data) == root
+    tree = MerkleTree.from_piece_layer(p, 32 * KIB, len(data))
+    height = tree_height(len(data))
+    assert height == 4  # 9 leaves pad to 16
+    request = HashRange.to_root(height, 1, 4, 4)
+    assert request.proof_layers == 2 and request.uncle_count == 1
+    answer = tree.hashes(request)
+    assert answer == [p[4], z, z, z, left]
+    assert verify_hashes(request, answer, root, height) == [p[4], z, z, z]
+    for i in range(len(answer)):  # any one hash changed, the proof fails
+        forged = list(answer)
+        forged[i] = sha(forged[i])
+        with pytest.raises(MerkleError):
+            verify_hashes(request, forged, root, height)
+    # The whole layer in one request (what piece_layer_requests asks for): no uncles.
+    (whole,) = piece_layer_requests(len(data), 32 * KIB)
+    assert (whole.index, whole.length, whole.uncle_count) == (0, 8, 0)
+    assert tree.hashes(whole) == [*p, z, z, z]

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from magnet.hashmsgs import Hashes, encode_hashes
 from magnet.metadata import METADATA_PIECE, MetadataAssembler, MetadataSource
 from magnet.peerwire import (
     NEED_DATA,
@@ -285,6 +286,10 @@ def test_request_with_extra_keys_and_data_with_extra_keys() -> None:
 # --- other messages are framed and skipped -------------------------------------------------
 
 
+HASHES_EVENT = Hashes(b"r" * 32, 1, 0, 2, 0, (b"a" * 32, b"b" * 32))
+HASHES_MSG = encode_hashes(HASHES_EVENT)
+
+
 def test_interleaved_messages_are_skipped_correctly() -> None:
     conn = initiator(extensions={"ut_metadata": 2, "ut_pex": 1})
     conn.send_handshake()
@@ -301,7 +306,7 @@ def test_interleaved_messages_are_skipped_correctly() -> None:
         + frame(0x11, struct.pack(">I", 3))  # allowed-fast
         + frame(1)  # unchoke
         + frame(7, struct.pack(">II", 0, 0) + b"B" * 16384)  # piece
-        + frame(22, b"h" * 100)  # hashes (BEP 52)
+        + HASHES_MSG  # hashes (BEP 52): now an event, read between the skipped ones
         + frame(99, b"?" * 10)  # unknown id
         + ext(77, b"whatever")  # extension we never advertised
         + ext(2, b"d8:msg_typei2e5:piecei1ee")
@@ -320,7 +325,7 @@ def test_interleaved_messages_are_skipped_correctly() -> None:
         Ignored("allowed-fast"),
         Ignored("unchoke"),
         Ignored("piece"),
-        Ignored("hashes"),
+        HASHES_EVENT,
         Ignored("message #99"),
         Ignored("extended #77"),
         MetadataReject(1),

@@ -66,8 +66,11 @@ def v2_info(tree: dict[bytes, Any], *, hybrid: bool = False) -> bytes:
     return enc(info)
 
 
+ROOT = b"r" * 32
+
+
 def leaf(length: int, **extra: Any) -> dict[bytes, Any]:
-    return {b"": {b"length": length, b"pieces root": b"r" * 32, **extra}}
+    return {b"": {b"length": length, b"pieces root": ROOT, **extra}}
 
 
 V2_TREE = {
@@ -299,9 +302,9 @@ def test_v2_file_tree() -> None:
     assert meta.info_hash_v1 is None  # v2-only: no pieces, no v1 swarm
     assert meta.info_hash_v2 == hashlib.sha256(info).digest()
     assert meta.files == (
-        TorrentFile(("v2dir", "a.bin"), 40000),
-        TorrentFile(("v2dir", "sub", "b.bin"), 70000),
-        TorrentFile(("v2dir", "sub", "c", "d.bin"), 1),
+        TorrentFile(("v2dir", "a.bin"), 40000, ROOT),
+        TorrentFile(("v2dir", "sub", "b.bin"), 70000, ROOT),
+        TorrentFile(("v2dir", "sub", "c", "d.bin"), 1, ROOT),
     )
     link = meta.magnet()
     assert link.btih is None
@@ -310,7 +313,7 @@ def test_v2_file_tree() -> None:
 
 def test_v2_single_file() -> None:
     meta = parse_info(v2_info({b"only.bin": leaf(99)}))
-    assert meta.files == (TorrentFile(("only.bin",), 99),)
+    assert meta.files == (TorrentFile(("only.bin",), 99, ROOT),)
 
 
 def test_hybrid_has_both_hashes_and_uses_the_tree() -> None:
