@@ -72,6 +72,13 @@ def resolve(
             " up), prefer, require, off."
         ),
     ] = "auto",
+    transport: Annotated[
+        str,
+        typer.Option(
+            help="How to dial peers: auto (TCP and uTP raced, the first to connect wins),"
+            " tcp, utp."
+        ),
+    ] = "auto",
     allow_private: Annotated[
         bool,
         typer.Option(
@@ -96,6 +103,10 @@ def resolve(
 
     if encryption not in ENCRYPTION_POLICIES:
         fail(f"--encryption must be one of {', '.join(ENCRYPTION_POLICIES)}")
+    from magnet.io.dial import TRANSPORTS
+
+    if transport not in TRANSPORTS:
+        fail(f"--transport must be one of {', '.join(TRANSPORTS)}")
     opts = ResolveOptions(
         timeout=timeout,
         max_connections=max_connections,
@@ -105,6 +116,7 @@ def resolve(
         trackers=tuple(tracker or ()),
         encryption=encryption,
         allow_private=allow_private,
+        transport=transport,
     )
     routers = parse_bootstrap(bootstrap)
     from magnet.uri import MagnetError, parse_info_hash_or_magnet
@@ -214,6 +226,7 @@ class ResolveOptions:
     trackers: tuple[str, ...]
     encryption: str
     allow_private: bool = False
+    transport: str = "auto"
 
     def resolve_options(self) -> dict[str, Any]:
         """Keyword arguments of ``magnet.resolve`` (and ``resolve_many``), one link or many."""
@@ -226,6 +239,7 @@ class ResolveOptions:
             "trackers": self.trackers,
             "encryption": self.encryption,
             "allow_private": self.allow_private,
+            "transport": self.transport,
         }
 
 

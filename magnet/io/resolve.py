@@ -3,8 +3,8 @@
 ``resolve`` is the library entry point behind ``magnetar resolve``. It runs the sources of
 peers side by side (the link's ``x.pe`` at once, DHT get_peers lookups repeated while nothing
 resolves, and an announce to every tracker) next to a ``_Fetcher`` that carries out a
-``Resolution``'s actions over TCP: open connections, write bytes, close, and keep its single
-timer armed. No protocol logic lives
+``Resolution``'s actions over TCP and uTP (``magnet.io.dial`` races the two): open
+connections, write bytes, close, and keep its single timer armed. No protocol logic lives
 here; this module moves bytes and keeps time.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dht.addresses import AddressClass, AddressPolicy, classify
+from dht.addresses import AddressClass, AddressPolicy, classify, format_hostport
 from dht.io.timer import CoreTimer
 from dht.version import PEER_ID_PREFIX
 from magnet.resolution import Close, Connect, Resolution, ResolutionStats, Resolved, Send
@@ -37,6 +37,7 @@ CLIENT_PREFIX = PEER_ID_PREFIX  # Azureus-style peer id prefix, from dht.version
 
 
 log = logging.getLogger("magnet.io.resolve")
+_MAX_TRANSPORTS_KEPT = 1000  # peers whose transport the result lists
 
 class ResolveError(Exception):
     """Resolution failed; ``str(exc)`` is one line saying why."""
@@ -75,6 +76,9 @@ class ResolveResult:
     # Where peers came from and how each source fared when the metadata arrived, e.g.
     # {"dht": "2 lookups done, 16 nodes answered", "udp://t:1/announce": "pending"}.
     sources: dict[str, str] = field(default_factory=dict)
+    transport: str = "tcp"  # what carried the metadata: "tcp" or "utp"
+    # Each peer connected ("host:port") and the transport that won its dial race.
+    connections: dict[str, str] = field(default_factory=dict)
 
     def torrent(self, *, creation_date: int | None = None) -> bytes:
         """A complete .torrent: the info dict spliced in verbatim, the link's trackers."""
@@ -96,18 +100,35 @@ _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 class _PeerProtocol(asyncio.Protocol):
-    def __init__(self, fetcher: _Fetcher, addr: Addr) -> None:
+    """One connection attempt to a peer, over ``kind`` ("tcp" or "utp"). It reaches the
+    fetcher only once `adopt`ed, as the winner of its dial race; until then what it hears
+    is held back (a loser is closed without the Resolution ever seeing it)."""
+
+    def __init__(self, fetcher: _Fetcher, addr: Addr, kind: str = "tcp") -> None:
         self.fetcher = fetcher
         self.addr = addr
+        self.kind = kind
         self.transport: asyncio.Transport | None = None
         self._sock: socket.socket | None = None
+        self._adopted = False
+        self._held: list[bytes] = []
+        self._lost: list[Exception | None] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        if _QUICKACK is not None:
+        if _QUICKACK is not None and self.kind == "tcp":
             self._sock = transport.get_extra_info("socket")
             self._ack_quickly()
+
+    def adopt(self) -> None:
+        """This attempt won: the fetcher takes it, with anything heard meanwhile."""
+        self._adopted = True
         self.fetcher.connected(self)
+        for data in self._held:
+            self.fetcher.received(self.addr, data)
+        self._held.clear()
+        for exc in self._lost:
+            self.fetcher.lost(self, exc)
 
     def _ack_quickly(self) -> None:
         if self._sock is not None and _QUICKACK is not None:
@@ -118,17 +139,35 @@ class _PeerProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._ack_quickly()
+        if not self._adopted:
+            self._held.append(data)  # the peer spoke first: at most a handshake's worth
+            return
         self.fetcher.received(self.addr, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self._adopted:
+            self._lost.append(exc)
+            return
         self.fetcher.lost(self, exc)
 
 
 class _Fetcher:
-    """Carries out a Resolution's actions over TCP."""
+    """Carries out a Resolution's actions over TCP and uTP."""
 
-    def __init__(self, resolution: Resolution, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        resolution: Resolution,
+        on_change: Callable[[], None],
+        transport: str = "auto",
+    ) -> None:
+        from magnet.io.dial import Dialer
+
         self.res = resolution
+        # Each attempt ends (and says why) before the Resolution's own connect deadline.
+        self.dialer: Dialer[_PeerProtocol] = Dialer(
+            transport, timeout=max(resolution.connect_timeout - 0.5, 0.5)
+        )
+        self.transports: dict[Addr, str] = {}  # the transport of each peer's last connection
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[Resolved] = self.loop.create_future()
         self._connecting: dict[Addr, asyncio.Task[object]] = {}
@@ -147,6 +186,8 @@ class _Fetcher:
                 proto.transport.close()
             return
         self._open[proto.addr] = proto
+        if len(self.transports) < _MAX_TRANSPORTS_KEPT or proto.addr in self.transports:
+            self.transports[proto.addr] = proto.kind
         self.res.connection_made(proto.addr, self.loop.time())
         self._pump()
 
@@ -164,7 +205,7 @@ class _Fetcher:
 
     async def _connect(self, addr: Addr) -> None:
         try:
-            await self.loop.create_connection(lambda: _PeerProtocol(self, addr), addr[0], addr[1])
+            _, proto = await self.dialer.dial(addr, lambda kind: _PeerProtocol(self, addr, kind))
         except asyncio.CancelledError:
             raise
         except (OSError, ValueError) as exc:
@@ -172,6 +213,8 @@ class _Fetcher:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             self.res.connection_lost(addr, reason.lower() or "error", self.loop.time())
             self._pump()
+            return
+        proto.adopt()
 
     def _pump(self) -> None:
         res = self.res
@@ -207,6 +250,7 @@ class _Fetcher:
                 proto.transport.abort()
         self._connecting.clear()
         self._open.clear()
+        self.dialer.close()
 
 
 def new_peer_id() -> bytes:
@@ -227,6 +271,7 @@ async def resolve(
     max_metadata_size: int = 32 * 1024 * 1024,
     on_progress: Callable[[Progress], None] | None = None,
     allow_private: bool = False,
+    transport: str = "auto",
 ) -> ResolveResult:
     """Fetch and verify the info dict a magnet link names.
 
@@ -240,6 +285,9 @@ async def resolve(
     Peers and tracker hosts on private or loopback addresses are refused (strangers must not
     make us dial our own LAN) unless ``allow_private`` is True or the network is a lab one:
     the link's own ``x.pe`` peers or the DHT's bootstrap addresses are private or loopback.
+
+    ``transport`` is how peers are dialled: "auto" (TCP and uTP raced, the first to connect
+    wins: see ``magnet.io.dial``), "tcp" or "utp".
     """
     started = time.monotonic()
     if isinstance(link, str):
@@ -256,6 +304,10 @@ async def resolve(
             bootstrap = as_addrs(bootstrap)
         except ValueError as exc:
             raise ResolveError(f"bad bootstrap address {exc}", "bad-link") from None
+    from magnet.io.dial import TRANSPORTS
+
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}")
     trace: list[tuple[str, float]] = []
 
     def mark(phase: str) -> None:
@@ -284,7 +336,7 @@ async def resolve(
         if on_progress is not None:
             on_progress(progress)
 
-    fetcher = _Fetcher(resolution, changed)
+    fetcher = _Fetcher(resolution, changed, transport)
     own_node: Node | None = None
     tasks: list[asyncio.Task[None]] = []
     dht_state = {"answered": 0, "asked": 0, "lookups": 0}
@@ -325,7 +377,7 @@ async def resolve(
             async with asyncio.timeout(timeout):
                 resolved = await fetcher.done
         except TimeoutError:
-            reason = _explain_failure(resolution, dht_state, use_dht, timeout)
+            reason = _explain_failure(resolution, dht_state, use_dht, timeout, transport)
             if tracker_urls and not resolution.stats.known:
                 reason += "; " + _explain_trackers(tracker_urls, tracker_errors)
             raise ResolveError(
@@ -360,6 +412,10 @@ async def resolve(
             time.monotonic() - started,
             trace,
             sources,
+            transport=fetcher.transports.get(resolved.peer, "tcp"),
+            connections={
+                format_hostport(addr): kind for addr, kind in fetcher.transports.items()
+            },
         )
     finally:
         dht_down.on_change = lambda: None  # the answer is given: nothing more to decide
@@ -558,7 +614,7 @@ def _failure_kind(res: Resolution, dht_state: dict[str, int], use_dht: bool) -> 
 
 
 def _explain_failure(
-    res: Resolution, dht_state: dict[str, int], use_dht: bool, timeout: float
+    res: Resolution, dht_state: dict[str, int], use_dht: bool, timeout: float, transport: str
 ) -> str:
     st = res.stats
     head = f"no metadata after {timeout:g} s: "
@@ -571,4 +627,8 @@ def _explain_failure(
             head + f"{dht_state['answered']} DHT nodes answered in {dht_state['lookups']} lookups, "
             "but none knows peers for this info-hash"
         )
-    return head + res.explain()
+    why = head + res.explain()
+    if transport != "auto" and st.connected == 0:
+        other = "uTP" if transport == "tcp" else "TCP"
+        why += f" (over {transport.upper()} only: peers that accept only {other} are missed)"
+    return why
