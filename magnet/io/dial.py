@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -46,6 +47,9 @@ class DialError(ConnectionError):
 def _why(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer"
+    if isinstance(exc, OSError) and exc.errno:
+        # asyncio's own text ("Connect call failed ('1.2.3.4', 5)") names no cause.
+        return os.strerror(exc.errno).lower()
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc).lower() or type(exc).__name__

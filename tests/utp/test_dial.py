@@ -1,0 +1,214 @@
+"""The TCP/uTP race (`magnet.io.dial`) and ``magnet.resolve(transport=...)`` on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar
+
+import pytest
+
+import magnet
+import magnet.io.serve as serve_mod
+from dht.io.node import Node
+from magnet.io.dial import Dialer, DialError
+from magnet.io.resolve import ResolveError
+from magnet.io.serve import serve_torrents
+from magnet.io.utp import UtpEndpoint
+from magnet.metadata import METADATA_PIECE
+from magnet.service import MetadataService
+from magnet.torrentfile import parse_info
+from tests.magnet.fakepeers import info_hash, make_info
+
+pytestmark = pytest.mark.timeout(60)
+
+INFO = make_info(5 * METADATA_PIECE)
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 50))
+
+
+@asynccontextmanager
+async def served(*, utp: bool = True) -> AsyncIterator[int]:
+    """``serve_torrents`` for ``INFO`` on 127.0.0.1 (``utp=False``: TCP only); its port."""
+    async with Node("127.0.0.1", 0, bootstrap_routers=[]) as node:
+        stop = asyncio.Event()
+        ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        job = asyncio.create_task(
+            serve_torrents(
+                [parse_info(INFO)], node=node, host="127.0.0.1", stop=stop, ready=ready, utp=utp
+            )
+        )
+        try:
+            yield await asyncio.wait_for(ready, 10)
+        finally:
+            stop.set()
+            await asyncio.wait_for(job, 10)
+
+
+@asynccontextmanager
+async def utp_only() -> AsyncIterator[int]:
+    """The serve protocol on a uTP endpoint alone: nothing listens on TCP at its port."""
+    service = MetadataService([parse_info(INFO)], b"-MG0000-" + bytes(12))
+    state = serve_mod._Server(service, "prefer")
+    endpoint = await UtpEndpoint.create(
+        "127.0.0.1", 0, protocol_factory=lambda: serve_mod._ServeProtocol(state)
+    )
+    try:
+        yield endpoint.local_address[1]
+    finally:
+        endpoint.close()
+
+
+def link(port: int) -> str:
+    return f"magnet:?xt=urn:btih:{info_hash(INFO).hex()}&x.pe=127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("transport", ["utp", "tcp", "auto"])
+def test_resolve_over_each_transport_says_which_one_served(transport: str) -> None:
+    async def main() -> None:
+        async with served() as port:
+            result = await magnet.resolve(
+                link(port), use_dht=False, use_trackers=False, transport=transport, timeout=10
+            )
+            assert result.info == INFO
+            assert result.connections == {f"127.0.0.1:{port}": result.transport}
+            if transport != "auto":
+                assert result.transport == transport
+
+    run(main())
+
+
+@pytest.mark.slow  # the failing resolve waits out its timeout (3 s)
+def test_auto_resolves_a_utp_only_peer_and_tcp_only_fails_it_clearly() -> None:
+    async def main() -> None:
+        async with utp_only() as port:
+            result = await magnet.resolve(
+                link(port), use_dht=False, use_trackers=False, timeout=10
+            )
+            assert result.info == INFO and result.transport == "utp"
+            with pytest.raises(ResolveError) as failed:
+                await magnet.resolve(
+                    link(port), use_dht=False, use_trackers=False, transport="tcp", timeout=3
+                )
+            assert "connection refused" in failed.value.reason
+            assert "over TCP only: peers that accept only uTP are missed" in failed.value.reason
+
+    run(main())
+
+
+@pytest.mark.slow  # the uTP attempt waits out its connect timeout (4.5 s)
+def test_utp_only_fails_a_tcp_only_peer_clearly() -> None:
+    async def main() -> None:
+        async with served(utp=False) as port:
+            with pytest.raises(ResolveError) as failed:
+                await magnet.resolve(
+                    link(port), use_dht=False, use_trackers=False, transport="utp", timeout=6
+                )
+            assert "utp: no answer" in failed.value.reason
+            assert "over UTP only: peers that accept only TCP are missed" in failed.value.reason
+
+    run(main())
+
+
+class Counting(asyncio.Protocol):
+    """Counts open connections by side ("client", "server") and transport."""
+
+    open: ClassVar[Counter[tuple[str, str]]] = Counter()
+
+    def __init__(self, side: str, kind: str) -> None:
+        self.key = (side, kind)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        Counting.open[self.key] += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        Counting.open[self.key] -= 1
+
+
+def test_the_race_loser_is_closed_and_the_winner_kept() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: Counting("server", "tcp"), "127.0.0.1", 0)
+        port = int(server.sockets[0].getsockname()[1])
+        endpoint = await UtpEndpoint.create(
+            "127.0.0.1", port, protocol_factory=lambda: Counting("server", "utp")
+        )
+        dialer: Dialer[Counting] = Dialer("auto", timeout=5)
+        try:
+            for _ in range(2):
+                transport, won = await dialer.dial(
+                    ("127.0.0.1", port), lambda kind: Counting("client", kind)
+                )
+                await asyncio.sleep(0.2)  # the loser's FIN or reset has arrived
+                client = {k: Counting.open["client", k] for k in ("tcp", "utp")}
+                assert client == {"tcp": 0, "utp": 0, won.key[1]: 1}
+                assert Counting.open["server", won.key[1]] == 1
+                if won.key[1] == "utp":
+                    assert Counting.open["server", "tcp"] == 0  # the TCP loser was closed
+                # (A uTP loser still in SYN_SENT cannot be reset: BEP 29 peers, libtorrent
+                # included, ignore a reset that acks nothing. It times out over there.)
+                transport.abort()
+                await asyncio.sleep(0.2)
+                assert Counting.open["client", won.key[1]] == 0
+                assert Counting.open["server", won.key[1]] == 0
+        finally:
+            dialer.close()
+            endpoint.close()
+            server.close()
+
+    run(main())
+
+
+def test_nothing_listening_fails_with_each_transports_reason() -> None:
+    async def main() -> None:
+        silent = await UtpEndpoint.create("127.0.0.1", 0)  # a UDP port that accepts no uTP
+        dialer: Dialer[asyncio.Protocol] = Dialer("auto", timeout=0.5)
+        try:
+            with pytest.raises(DialError) as failed:
+                await dialer.dial(silent.local_address, lambda k: asyncio.Protocol())
+            assert str(failed.value) == "tcp: connection refused, utp: no answer"
+        finally:
+            dialer.close()
+            silent.close()
+
+    run(main())
+
+
+def test_a_stagger_starts_the_next_attempt_at_once_when_the_first_fails() -> None:
+    """uTP first with a long stagger against a TCP-only peer whose UDP port answers SYNs
+    with silence: the uTP attempt ends at its own timeout and TCP starts then, not after
+    the stagger."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        port = int(server.sockets[0].getsockname()[1])
+        dialer: Dialer[asyncio.Protocol] = Dialer(
+            "auto", order=("utp", "tcp"), stagger=30.0, timeout=0.3
+        )
+        try:
+            start = loop.time()
+            transport, _ = await dialer.dial(("127.0.0.1", port), lambda k: asyncio.Protocol())
+            assert loop.time() - start < 20  # not the stagger: generous for a busy machine
+            assert transport.get_extra_info("socket") is not None  # a TCP transport
+            transport.abort()
+        finally:
+            dialer.close()
+            server.close()
+
+    run(main())
+
+
+def test_bad_transport_is_refused() -> None:
+    with pytest.raises(ValueError):
+        Dialer("sctp")
+
+    async def main() -> None:
+        with pytest.raises(ValueError):
+            await magnet.resolve(link(1), use_dht=False, transport="sctp")
+
+    run(main())
