@@ -1,23 +1,24 @@
-"""Dialling a peer over TCP and uTP (BEP 29) at once: the first transport to connect wins.
+"""Dialling a peer over TCP and uTP (BEP 29) at once: the first stream the peer answers wins.
 
 Most of the swarm is libtorrent and accepts both; some peers accept only uTP (TCP off, or
 only UDP reachable through their NAT), others only TCP. A `Dialer` starts one attempt per
 allowed transport, in ``order``, the next one ``stagger`` seconds after the previous (or at
 once when the previous one failed), as happy eyeballs (RFC 8305) does for address families.
-The first connection made is handed to the caller; the others are cancelled, or closed if
-they connected too. Both transports give an ``asyncio.Transport`` to an
-``asyncio.Protocol``, so what runs over the stream (the BitTorrent handshake, MSE/PE) never
-knows which one carries it.
 
-Why the winner is the first *connected* stream rather than the first to finish the
-BitTorrent handshake: the handshake belongs to the ``Resolution`` core, one session per
-peer address. Running two sessions to one peer would send the peer our peer id twice, and
-libtorrent drops one of two connections with the same peer id, maybe the one we would keep.
+The caller's protocol sees one stream, a `RacedTransport`, from the first attempt that
+connects. What the caller writes goes to that attempt and is also kept until the peer has
+sent its first byte back: if the attempt dies before that (libtorrent with TCP switched off
+accepts a TCP connection and hangs up at once), the stream moves to the next attempt that
+connects and the kept bytes are written to it again, the caller none the wiser. Once the
+peer has answered, the other attempts are cancelled or closed. So the winner is the first
+stream over which the peer answers our BitTorrent (or MSE) handshake, while only one
+handshake is ever in flight: two at once would show the peer one peer id on two
+connections, and libtorrent drops one of such a pair, maybe the one we would keep.
 
-Why both at once by default (``stagger`` 0): on loopback and in the WAN lab the two
-connects take the same round trip, so any stagger is pure delay whenever the first
-transport fails (a TCP-only peer ignores our uTP SYN; a uTP-only peer refuses TCP only if
-its host answers with a reset). The price is one extra connection per peer, closed at once.
+Why all at once by default (``stagger`` 0): on loopback and in the WAN lab the two connects
+take the same round trip, so any stagger is pure delay whenever the first transport fails (a
+TCP-only peer ignores our uTP SYN until the attempt times out). The price is one extra
+connection attempt per peer, closed as soon as the peer answers on the other.
 
 All uTP connections of a dialer share one UDP socket per address family, opened on first use.
 """
@@ -28,16 +29,17 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from magnet.io.utp import UtpEndpoint
 
-__all__ = ["TRANSPORTS", "DialError", "Dialer"]
+__all__ = ["TRANSPORTS", "DialError", "Dialer", "RacedTransport"]
 
 TRANSPORTS = ("auto", "tcp", "utp")
 P = TypeVar("P", bound=asyncio.Protocol)
 Addr = tuple[str, int]
+_MAX_REPLAY = 64 * 1024  # kept for a failover: handshakes are ~100-700 bytes
 
 
 class DialError(ConnectionError):
@@ -53,6 +55,257 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc).lower() or type(exc).__name__
+
+
+class _Leg(asyncio.Protocol):
+    """One attempt's connection, feeding the race."""
+
+    def __init__(self, race: _Race[Any], kind: str) -> None:
+        self.race = race
+        self.kind = kind
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # streams, TCP or uTP
+        self.race.connected(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.race.leg_data(self, data)
+
+    def eof_received(self) -> bool | None:
+        return self.race.leg_eof(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.race.leg_lost(self, exc)
+
+    def pause_writing(self) -> None:
+        if self.race.current is self and self.race.app is not None:
+            self.race.app.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.race.current is self and self.race.app is not None:
+            self.race.app.resume_writing()
+
+
+class RacedTransport(asyncio.Transport):
+    """The caller's stream: the current attempt's transport, swapped on a failover.
+    ``get_extra_info("transport")`` is "tcp" or "utp"."""
+
+    def __init__(self, race: _Race[Any]) -> None:
+        super().__init__()
+        self._race = race
+
+    def _current(self) -> asyncio.Transport | None:
+        leg = self._race.current
+        return leg.transport if leg is not None else None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        leg = self._race.current
+        if name == "transport":
+            return leg.kind if leg is not None else default
+        current = self._current()
+        return current.get_extra_info(name, default) if current is not None else default
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        race = self._race
+        if not race.answered:
+            race.sent += data
+            if len(race.sent) > _MAX_REPLAY:  # not a handshake: no failover for this one
+                race.answered = True
+                race.settle()
+        current = self._current()
+        if current is not None and not current.is_closing():
+            current.write(data)
+
+    def write_eof(self) -> None:
+        current = self._current()
+        if current is not None:
+            current.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._race.end(abort=False)
+
+    def abort(self) -> None:
+        self._race.end(abort=True)
+
+    def is_closing(self) -> bool:
+        current = self._current()
+        return self._race.ended or current is None or current.is_closing()
+
+    def get_write_buffer_size(self) -> int:
+        current = self._current()
+        return current.get_write_buffer_size() if current is not None else 0
+
+    def pause_reading(self) -> None:
+        current = self._current()
+        if current is not None:
+            current.pause_reading()
+
+    def resume_reading(self) -> None:
+        current = self._current()
+        if current is not None:
+            current.resume_reading()
+
+    def is_reading(self) -> bool:
+        current = self._current()
+        return current is not None and current.is_reading()
+
+
+class _Race(Generic[P]):
+    """The attempts of one dial and the one stream they give the caller."""
+
+    def __init__(self, dialer: Dialer[P], addr: Addr, factory: Callable[[], P]) -> None:
+        self.dialer = dialer
+        self.addr = addr
+        self.factory = factory
+        self.loop = asyncio.get_running_loop()
+        self.transport = RacedTransport(self)
+        self.app: P | None = None
+        self.current: _Leg | None = None
+        self.spares: list[_Leg] = []  # connected, unused: the failover candidates
+        self.sent = bytearray()  # what the caller wrote, until the peer answers
+        self.answered = False
+        self.ended = False
+        self.errors: dict[str, str] = {}
+        self.last_exc: Exception | None = None  # how the last attempt in use ended
+        self.first: asyncio.Future[None] = self.loop.create_future()
+        self.task: asyncio.Task[None] | None = None
+
+    # --- the attempts -------------------------------------------------------------------
+    async def run(self) -> None:
+        """Start the attempts (staggered); each connected one reports to `connected`."""
+        dialer = self.dialer
+        waiting = list(dialer.kinds)
+        attempts: dict[asyncio.Task[_Leg], str] = {}
+        try:
+            while waiting or attempts:
+                if waiting and (not attempts or dialer.stagger <= 0):
+                    kind = waiting.pop(0)
+                    attempts[asyncio.create_task(dialer.attempt(kind, self))] = kind
+                    continue
+                done, _ = await asyncio.wait(
+                    attempts,
+                    timeout=dialer.stagger if waiting else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if not done and waiting:  # the stagger passed: start the next one too
+                    kind = waiting.pop(0)
+                    attempts[asyncio.create_task(dialer.attempt(kind, self))] = kind
+                    continue
+                for task in sorted(done, key=lambda t: dialer.kinds.index(attempts[t])):
+                    kind = attempts.pop(task)
+                    exc = task.exception()
+                    if exc is not None:
+                        self.errors[kind] = _why(exc)
+                if self.answered or self.ended:
+                    break
+        finally:
+            for task in attempts:
+                task.cancel()
+            for task in attempts:
+                with contextlib.suppress(BaseException):
+                    leg = await task
+                    if leg is not self.current and leg.transport is not None:
+                        leg.transport.abort()  # connected as it was cancelled
+        self.attempts_over()
+
+    def connected(self, leg: _Leg) -> None:
+        assert leg.transport is not None
+        if self.ended or self.answered:
+            leg.transport.abort()  # too late: the peer answered on another one
+        elif self.current is None:
+            self.switch_to(leg)
+        else:
+            self.spares.append(leg)
+
+    def switch_to(self, leg: _Leg) -> None:
+        self.current = leg
+        if self.app is None:
+            self.app = self.factory()
+            self.app.connection_made(self.transport)
+            if not self.first.done():
+                self.first.set_result(None)
+        elif self.sent and leg.transport is not None:
+            leg.transport.write(bytes(self.sent))  # the failover: the handshake again
+
+    def attempts_over(self) -> None:
+        """No attempt left running: if none ever connected, the dial failed."""
+        if self.current is None and not self.first.done():
+            reasons = ", ".join(f"{k}: {why}" for k, why in self.errors.items())
+            self.first.set_exception(DialError(reasons or "no transport to try"))
+
+    # --- the legs -----------------------------------------------------------------------
+    def leg_data(self, leg: _Leg, data: bytes) -> None:
+        if leg is not self.current:
+            if leg.transport is not None:
+                leg.transport.abort()  # a spare the peer talks on first: not ours to use
+            return
+        if not self.answered:
+            self.answered = True
+            self.settle()
+        if self.app is not None:
+            self.app.data_received(data)
+
+    def leg_eof(self, leg: _Leg) -> bool | None:
+        if leg is self.current and self.answered and self.app is not None:
+            return self.app.eof_received()
+        return False  # before an answer: the attempt failed (the transport closes itself)
+
+    def leg_lost(self, leg: _Leg, exc: Exception | None) -> None:
+        if leg in self.spares:
+            self.spares.remove(leg)
+            return
+        if leg is not self.current:
+            return
+        self.errors[leg.kind] = "hung up" if exc is None else _why(exc)
+        if not self.answered and not self.ended:
+            if self.spares:
+                self.switch_to(self.spares.pop(0))
+                return
+            if self.task is not None and not self.task.done():
+                self.current = None  # an attempt is still running: it may take over
+                self.last_exc = exc
+                return
+        self.current = None
+        self.finish(exc)
+
+    def finish(self, exc: Exception | None) -> None:
+        """The stream is over for the caller."""
+        if self.ended:
+            return
+        self.ended = True
+        self.settle()
+        if self.app is not None:
+            self.app.connection_lost(exc)
+
+    def settle(self) -> None:
+        """The peer answered (or the stream ended): the other attempts go."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        for spare in self.spares:
+            if spare.transport is not None:
+                spare.transport.abort()
+        self.spares.clear()
+
+    def end(self, *, abort: bool) -> None:
+        """The caller closes the stream."""
+        leg = self.current
+        self.settle()
+        if leg is not None and leg.transport is not None:
+            if abort:
+                leg.transport.abort()
+            else:
+                leg.transport.close()
+        elif not self.ended:
+            self.finish(None)
+
+    def on_task_done(self, task: asyncio.Task[None]) -> None:
+        # Every attempt is over; a caller waiting on a failover that never came is told.
+        if self.current is None and self.app is not None and not self.ended:
+            self.finish(self.last_exc)
 
 
 class Dialer(Generic[P]):
@@ -80,58 +333,34 @@ class Dialer(Generic[P]):
         self._endpoints: dict[int, asyncio.Task[UtpEndpoint]] = {}
         self._closed = False
 
-    async def dial(self, addr: Addr, factory: Callable[[str], P]) -> tuple[asyncio.Transport, P]:
-        """Connect to ``addr``; ``factory(kind)`` makes the protocol of an attempt over
-        ``kind`` ("tcp" or "utp"). Returns the winner; raises `DialError`."""
-        attempts: dict[asyncio.Task[tuple[asyncio.Transport, P]], str] = {}
-        errors: dict[str, str] = {}
-        waiting = list(self.kinds)
+    async def dial(self, addr: Addr, factory: Callable[[], P]) -> tuple[RacedTransport, P]:
+        """Connect to ``addr``; ``factory()`` makes the caller's protocol, whose
+        ``connection_made`` runs as soon as one attempt connects. Raises `DialError`."""
+        race: _Race[P] = _Race(self, addr, factory)
+        race.task = asyncio.create_task(race.run())
+        race.task.add_done_callback(race.on_task_done)
         try:
-            while True:
-                if waiting and (not attempts or self.stagger <= 0):
-                    kind = waiting.pop(0)
-                    attempts[asyncio.create_task(self._attempt(kind, addr, factory))] = kind
-                    continue  # with no stagger, all of them now
-                if not attempts:
-                    raise DialError(", ".join(f"{k}: {why}" for k, why in errors.items()))
-                running = [t for t in attempts if not t.done()]
-                done, _ = await asyncio.wait(
-                    running,
-                    timeout=self.stagger if waiting else None,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if not done and waiting:  # the stagger passed: start the next one too
-                    kind = waiting.pop(0)
-                    attempts[asyncio.create_task(self._attempt(kind, addr, factory))] = kind
-                    continue
-                # Several may finish in one wake-up: the first in ``order`` wins.
-                for task in sorted(done, key=lambda t: self.kinds.index(attempts[t])):
-                    kind = attempts.pop(task)
-                    exc = task.exception()
-                    if exc is None:
-                        return task.result()
-                    errors[kind] = _why(exc)
-        finally:
-            for task in attempts:
-                task.cancel()
-            for task in attempts:
-                with contextlib.suppress(BaseException):
-                    transport, _ = await task
-                    transport.abort()  # connected too, but lost the race
+            await asyncio.shield(race.first)
+        except BaseException:
+            if not race.first.done():  # cancelled: by the caller
+                race.end(abort=True)
+            if race.task is not None:
+                race.task.cancel()
+            raise
+        assert race.app is not None
+        return race.transport, race.app
 
-    async def _attempt(
-        self, kind: str, addr: Addr, factory: Callable[[str], P]
-    ) -> tuple[asyncio.Transport, P]:
+    async def attempt(self, kind: str, race: _Race[Any]) -> _Leg:
         loop = asyncio.get_running_loop()
+        host, port = race.addr
+        leg = _Leg(race, kind)
         if kind == "tcp":
             async with asyncio.timeout(self.timeout):
-                return await loop.create_connection(lambda: factory("tcp"), addr[0], addr[1])
-        endpoint = await self._endpoint(6 if ":" in addr[0] else 4)
-        transport, protocol = await endpoint.create_connection(
-            lambda: factory("utp"), addr[0], addr[1], timeout=self.timeout
-        )
-        assert isinstance(protocol, asyncio.Protocol)
-        return transport, protocol  # type: ignore[return-value]  # made by ``factory``
+                await loop.create_connection(lambda: leg, host, port)
+            return leg
+        endpoint = await self._endpoint(6 if ":" in host else 4)
+        await endpoint.create_connection(lambda: leg, host, port, timeout=self.timeout)
+        return leg
 
     async def _endpoint(self, family: int) -> UtpEndpoint:
         if self._closed:

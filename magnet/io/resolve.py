@@ -100,54 +100,37 @@ _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 class _PeerProtocol(asyncio.Protocol):
-    """One connection attempt to a peer, over ``kind`` ("tcp" or "utp"). It reaches the
-    fetcher only once `adopt`ed, as the winner of its dial race; until then what it hears
-    is held back (a loser is closed without the Resolution ever seeing it)."""
+    """One connection to a peer, over TCP or uTP (``magnet.io.dial`` picks and may switch
+    before the peer answers; ``transport.get_extra_info("transport")`` says which)."""
 
-    def __init__(self, fetcher: _Fetcher, addr: Addr, kind: str = "tcp") -> None:
+    def __init__(self, fetcher: _Fetcher, addr: Addr) -> None:
         self.fetcher = fetcher
         self.addr = addr
-        self.kind = kind
         self.transport: asyncio.Transport | None = None
-        self._sock: socket.socket | None = None
-        self._adopted = False
-        self._held: list[bytes] = []
-        self._lost: list[Exception | None] = []
+
+    @property
+    def kind(self) -> str:
+        kind = self.transport.get_extra_info("transport") if self.transport else None
+        return str(kind or "tcp")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        if _QUICKACK is not None and self.kind == "tcp":
-            self._sock = transport.get_extra_info("socket")
-            self._ack_quickly()
-
-    def adopt(self) -> None:
-        """This attempt won: the fetcher takes it, with anything heard meanwhile."""
-        self._adopted = True
+        self._ack_quickly()
         self.fetcher.connected(self)
-        for data in self._held:
-            self.fetcher.received(self.addr, data)
-        self._held.clear()
-        for exc in self._lost:
-            self.fetcher.lost(self, exc)
 
     def _ack_quickly(self) -> None:
-        if self._sock is not None and _QUICKACK is not None:
-            try:
-                self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            except OSError:
-                self._sock = None  # not a TCP socket we may tune: stop trying
+        if _QUICKACK is None or self.transport is None:
+            return
+        sock = self.transport.get_extra_info("socket")  # None over uTP
+        if sock is not None:
+            with contextlib.suppress(OSError):  # not a TCP socket we may tune
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
 
     def data_received(self, data: bytes) -> None:
         self._ack_quickly()
-        if not self._adopted:
-            self._held.append(data)  # the peer spoke first: at most a handshake's worth
-            return
         self.fetcher.received(self.addr, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self._adopted:
-            self._lost.append(exc)
-            return
         self.fetcher.lost(self, exc)
 
 
@@ -186,12 +169,15 @@ class _Fetcher:
                 proto.transport.close()
             return
         self._open[proto.addr] = proto
-        if len(self.transports) < _MAX_TRANSPORTS_KEPT or proto.addr in self.transports:
-            self.transports[proto.addr] = proto.kind
         self.res.connection_made(proto.addr, self.loop.time())
         self._pump()
 
     def received(self, addr: Addr, data: bytes) -> None:
+        proto = self._open.get(addr)
+        # The peer's first answer: the transport it came over is the one kept.
+        known = self.transports
+        if proto is not None and addr not in known and len(known) < _MAX_TRANSPORTS_KEPT:
+            known[addr] = proto.kind
         self.res.data_received(addr, data, self.loop.time())
         self._pump()
 
@@ -205,7 +191,7 @@ class _Fetcher:
 
     async def _connect(self, addr: Addr) -> None:
         try:
-            _, proto = await self.dialer.dial(addr, lambda kind: _PeerProtocol(self, addr, kind))
+            await self.dialer.dial(addr, lambda: _PeerProtocol(self, addr))
         except asyncio.CancelledError:
             raise
         except (OSError, ValueError) as exc:
@@ -213,8 +199,6 @@ class _Fetcher:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             self.res.connection_lost(addr, reason.lower() or "error", self.loop.time())
             self._pump()
-            return
-        proto.adopt()
 
     def _pump(self) -> None:
         res = self.res

@@ -361,7 +361,10 @@ class UtpEndpoint:
                 if transport.reading_paused:
                     break
             elif isinstance(event, EndOfStream) and protocol is not None:
-                protocol.eof_received()
+                # asyncio's contract: a protocol that does not ask to stay half-open (a
+                # false result) gets its transport closed, as a TCP transport does itself.
+                if not protocol.eof_received():
+                    transport.close()
             elif isinstance(event, ConnectionReset | ConnectionTimedOut):
                 exc: Exception = (
                     ConnectionResetError("uTP peer reset the connection")

@@ -86,9 +86,7 @@ def test_resolve_over_each_transport_says_which_one_served(transport: str) -> No
 def test_auto_resolves_a_utp_only_peer_and_tcp_only_fails_it_clearly() -> None:
     async def main() -> None:
         async with utp_only() as port:
-            result = await magnet.resolve(
-                link(port), use_dht=False, use_trackers=False, timeout=10
-            )
+            result = await magnet.resolve(link(port), use_dht=False, use_trackers=False, timeout=10)
             assert result.info == INFO and result.transport == "utp"
             with pytest.raises(ResolveError) as failed:
                 await magnet.resolve(
@@ -115,46 +113,107 @@ def test_utp_only_fails_a_tcp_only_peer_clearly() -> None:
 
 
 class Counting(asyncio.Protocol):
-    """Counts open connections by side ("client", "server") and transport."""
+    """A server that counts its open connections by transport and echoes in upper case."""
 
-    open: ClassVar[Counter[tuple[str, str]]] = Counter()
+    open: ClassVar[Counter[str]] = Counter()
 
-    def __init__(self, side: str, kind: str) -> None:
-        self.key = (side, kind)
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        Counting.open[self.key] += 1
+        self.transport = transport  # type: ignore[assignment]
+        Counting.open[self.kind] += 1
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data.upper())
 
     def connection_lost(self, exc: Exception | None) -> None:
-        Counting.open[self.key] -= 1
+        Counting.open[self.kind] -= 1
 
 
-def test_the_race_loser_is_closed_and_the_winner_kept() -> None:
+class Client(asyncio.Protocol):
+    """The caller's side: what it heard, and how often it was told of a connection."""
+
+    def __init__(self) -> None:
+        self.made = 0
+        self.lost = 0
+        self.heard = bytearray()
+        self.answered = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.heard += data
+        self.answered.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost += 1
+
+
+def test_the_race_loser_is_closed_once_the_peer_answers() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: Counting("server", "tcp"), "127.0.0.1", 0)
+        server = await loop.create_server(lambda: Counting("tcp"), "127.0.0.1", 0)
         port = int(server.sockets[0].getsockname()[1])
         endpoint = await UtpEndpoint.create(
-            "127.0.0.1", port, protocol_factory=lambda: Counting("server", "utp")
+            "127.0.0.1", port, protocol_factory=lambda: Counting("utp")
         )
-        dialer: Dialer[Counting] = Dialer("auto", timeout=5)
+        dialer: Dialer[Client] = Dialer("auto", timeout=5)
         try:
             for _ in range(2):
-                transport, won = await dialer.dial(
-                    ("127.0.0.1", port), lambda kind: Counting("client", kind)
-                )
+                transport, client = await dialer.dial(("127.0.0.1", port), Client)
+                transport.write(b"hello")
+                await asyncio.wait_for(client.answered.wait(), 5)
+                assert bytes(client.heard) == b"HELLO" and client.made == 1
+                won = transport.get_extra_info("transport")
                 await asyncio.sleep(0.2)  # the loser's FIN or reset has arrived
-                client = {k: Counting.open["client", k] for k in ("tcp", "utp")}
-                assert client == {"tcp": 0, "utp": 0, won.key[1]: 1}
-                assert Counting.open["server", won.key[1]] == 1
-                if won.key[1] == "utp":
-                    assert Counting.open["server", "tcp"] == 0  # the TCP loser was closed
+                assert Counting.open[won] == 1
+                if won == "utp":
+                    assert Counting.open["tcp"] == 0  # the TCP loser was closed
                 # (A uTP loser still in SYN_SENT cannot be reset: BEP 29 peers, libtorrent
                 # included, ignore a reset that acks nothing. It times out over there.)
                 transport.abort()
                 await asyncio.sleep(0.2)
-                assert Counting.open["client", won.key[1]] == 0
-                assert Counting.open["server", won.key[1]] == 0
+                assert Counting.open[won] == 0 and client.lost == 1
+        finally:
+            dialer.close()
+            endpoint.close()
+            server.close()
+
+    run(main())
+
+
+class HangUp(asyncio.Protocol):
+    """A TCP listener that accepts and closes at once (libtorrent with TCP switched off)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+def test_a_stream_closed_before_the_peer_answers_moves_to_the_other_transport() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(HangUp, "127.0.0.1", 0)
+        port = int(server.sockets[0].getsockname()[1])
+        endpoint = await UtpEndpoint.create(
+            "127.0.0.1", port, protocol_factory=lambda: Counting("utp")
+        )
+        dialer: Dialer[Client] = Dialer("auto", timeout=5)
+        try:
+            transport, client = await dialer.dial(("127.0.0.1", port), Client)
+            transport.write(b"hello, ")
+            transport.write(b"peer")
+            await asyncio.wait_for(client.answered.wait(), 5)
+            while len(client.heard) < len(b"HELLO, PEER"):
+                await asyncio.sleep(0.01)
+            # The caller saw one connection, and every byte it wrote reached the peer once.
+            assert bytes(client.heard) == b"HELLO, PEER"
+            assert (client.made, client.lost) == (1, 0)
+            assert transport.get_extra_info("transport") == "utp"
+            transport.close()
         finally:
             dialer.close()
             endpoint.close()
@@ -169,7 +228,7 @@ def test_nothing_listening_fails_with_each_transports_reason() -> None:
         dialer: Dialer[asyncio.Protocol] = Dialer("auto", timeout=0.5)
         try:
             with pytest.raises(DialError) as failed:
-                await dialer.dial(silent.local_address, lambda k: asyncio.Protocol())
+                await dialer.dial(silent.local_address, asyncio.Protocol)
             assert str(failed.value) == "tcp: connection refused, utp: no answer"
         finally:
             dialer.close()
@@ -192,9 +251,9 @@ def test_a_stagger_starts_the_next_attempt_at_once_when_the_first_fails() -> Non
         )
         try:
             start = loop.time()
-            transport, _ = await dialer.dial(("127.0.0.1", port), lambda k: asyncio.Protocol())
+            transport, _ = await dialer.dial(("127.0.0.1", port), asyncio.Protocol)
             assert loop.time() - start < 20  # not the stagger: generous for a busy machine
-            assert transport.get_extra_info("socket") is not None  # a TCP transport
+            assert transport.get_extra_info("transport") == "tcp"
             transport.abort()
         finally:
             dialer.close()

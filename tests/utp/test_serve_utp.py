@@ -69,8 +69,7 @@ async def utp_fetch(port: int, source: str = "127.0.0.1") -> bytes:
                     size = ev.metadata_size or 0
                     writer.write(
                         b"".join(
-                            conn.send_metadata_request(i)
-                            for i in range(-(-size // METADATA_PIECE))
+                            conn.send_metadata_request(i) for i in range(-(-size // METADATA_PIECE))
                         )
                     )
                 elif isinstance(ev, MetadataData):
