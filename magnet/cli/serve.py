@@ -39,10 +39,16 @@ def serve(
         str,
         typer.Option(help="Incoming peer encryption (MSE/PE): prefer (accept both), require, off."),
     ] = "prefer",
+    no_utp: Annotated[
+        bool,
+        typer.Option("--no-utp", help="Accept TCP only (no uTP on the port's UDP number)."),
+    ] = False,
 ) -> None:
     """Publish torrents: announce them on the DHT and serve their metadata (no file data).
 
-    Prints each torrent's magnet link, then runs until Ctrl-C.
+    Peers connect over TCP or uTP (BEP 29) on --port; the DHT node shares that UDP port
+    unless --dht-port says otherwise. Prints each torrent's magnet link, then runs until
+    Ctrl-C.
 
     Example: magnetar serve ubuntu.torrent --port 6881
     """
@@ -82,6 +88,7 @@ def serve(
                 encryption=encryption,
                 trackers=tuple(tracker or ()),
                 use_trackers=not no_trackers,
+                utp=not no_utp,
                 on_ready=print_links,
             )
         )

@@ -297,6 +297,7 @@ async def run(
     encryption: str = "prefer",
     trackers: Sequence[str] = (),
     use_trackers: bool = True,
+    utp: bool = True,
     on_ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
@@ -304,8 +305,9 @@ async def run(
     ``magnetar serve`` runs.
 
     A DHT node on UDP ``dht_port`` (default: ``port``) joins through ``bootstrap`` (None: the
-    public routers), then ``serve_torrents`` serves on TCP ``host:port`` and announces;
-    ``on_ready`` gets the TCP port once it listens.
+    public routers), then ``serve_torrents`` serves on TCP ``host:port`` and (with ``utp``)
+    uTP on the same UDP port number, on the node's socket when that is the one, and
+    announces; ``on_ready`` gets the port once it listens.
 
     :raises OSError: a port cannot be bound.
     """
@@ -333,6 +335,7 @@ async def run(
                     encryption=encryption,
                     trackers=trackers,
                     use_trackers=use_trackers,
+                    utp=utp,
                 )
             )
             # The server may fail before it listens (TCP port taken): then its error, not
