@@ -168,6 +168,7 @@ class _Race(Generic[P]):
         self.spares: list[_Leg] = []  # connected, unused: the failover candidates
         self.sent = bytearray()  # what the caller wrote, until the peer answers
         self.answered = False
+        self.closing = False  # the caller closed the stream: no failover
         self.ended = False
         self.errors: dict[str, str] = {}
         self.last_exc: Exception | None = None  # how the last attempt in use ended
@@ -261,7 +262,7 @@ class _Race(Generic[P]):
         if leg is not self.current:
             return
         self.errors[leg.kind] = "hung up" if exc is None else _why(exc)
-        if not self.answered and not self.ended:
+        if not (self.answered or self.closing or self.ended):
             if self.spares:
                 self.switch_to(self.spares.pop(0))
                 return
@@ -292,6 +293,7 @@ class _Race(Generic[P]):
 
     def end(self, *, abort: bool) -> None:
         """The caller closes the stream."""
+        self.closing = True
         leg = self.current
         self.settle()
         if leg is not None and leg.transport is not None:

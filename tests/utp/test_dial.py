@@ -67,12 +67,20 @@ def link(port: int) -> str:
     return f"magnet:?xt=urn:btih:{info_hash(INFO).hex()}&x.pe=127.0.0.1:{port}"
 
 
+@pytest.mark.parametrize("encryption", ["off", "require"])
 @pytest.mark.parametrize("transport", ["utp", "tcp", "auto"])
-def test_resolve_over_each_transport_says_which_one_served(transport: str) -> None:
+def test_resolve_over_each_transport_says_which_one_served(transport: str, encryption: str) -> None:
+    """Plaintext and MSE/PE alike: the stream is bytes whichever transport carries it."""
+
     async def main() -> None:
         async with served() as port:
             result = await magnet.resolve(
-                link(port), use_dht=False, use_trackers=False, transport=transport, timeout=10
+                link(port),
+                use_dht=False,
+                use_trackers=False,
+                transport=transport,
+                encryption=encryption,
+                timeout=10,
             )
             assert result.info == INFO
             assert result.connections == {f"127.0.0.1:{port}": result.transport}
@@ -269,5 +277,30 @@ def test_bad_transport_is_refused() -> None:
     async def main() -> None:
         with pytest.raises(ValueError):
             await magnet.resolve(link(1), use_dht=False, transport="sctp")
+
+    run(main())
+
+
+def test_a_cancelled_dial_leaves_no_attempt_behind() -> None:
+    """The Resolution gives up on a peer (its connect deadline): every attempt goes."""
+
+    async def main() -> None:
+        silent = await UtpEndpoint.create("127.0.0.1", 0)
+        dialer: Dialer[asyncio.Protocol] = Dialer("utp", timeout=30)
+        before = asyncio.all_tasks()
+        try:
+            job = asyncio.create_task(dialer.dial(silent.local_address, asyncio.Protocol))
+            await asyncio.sleep(0.2)
+            own = await dialer._endpoint(4)
+            assert len(own.core) == 1  # the SYN is out, unanswered
+            job.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await job
+            await asyncio.sleep(0.05)
+            assert len(own.core) == 0 and not own._transports
+            assert asyncio.all_tasks() == before  # the race and its attempts are over
+        finally:
+            dialer.close()
+            silent.close()
 
     run(main())
