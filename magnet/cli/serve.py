@@ -93,11 +93,11 @@ def serve(
             )
         )
     except OSError as exc:
-        where = _unbindable(host, port, dht_port)
+        where = _unbindable(host, port, dht_port, utp=not no_utp)
         fail(f"cannot bind {where}: {exc.strerror or exc}", EXIT_NOT_FOUND)
 
 
-def _unbindable(host: str, tcp_port: int, dht_port: int | None) -> str:
+def _unbindable(host: str, tcp_port: int, dht_port: int | None, *, utp: bool = False) -> str:
     """Which of our two ports could not be bound, found by trying each again now (the
     library's OSError does not say; naming --port for a taken --dht-port misleads)."""
     import socket
@@ -128,4 +128,6 @@ def _unbindable(host: str, tcp_port: int, dht_port: int | None) -> str:
         return udp
     if not free(socket.SOCK_STREAM, tcp_port):
         return tcp
+    if utp and dht_port is not None and not free(socket.SOCK_DGRAM, tcp_port):
+        return f"{format_hostport((host, tcp_port))} (UDP for uTP, --port; --no-utp goes without)"
     return f"{tcp} or {udp}"

@@ -169,7 +169,7 @@ def test_the_race_loser_is_closed_once_the_peer_answers() -> None:
         endpoint = await UtpEndpoint.create(
             "127.0.0.1", port, protocol_factory=lambda: Counting("utp")
         )
-        dialer: Dialer[Client] = Dialer("auto", timeout=5)
+        dialer: Dialer[Client] = Dialer("auto", stagger=0, timeout=5)  # both at once
         try:
             for _ in range(2):
                 transport, client = await dialer.dial(("127.0.0.1", port), Client)
@@ -209,8 +209,10 @@ def test_a_stream_closed_before_the_peer_answers_moves_to_the_other_transport() 
         endpoint = await UtpEndpoint.create(
             "127.0.0.1", port, protocol_factory=lambda: Counting("utp")
         )
-        dialer: Dialer[Client] = Dialer("auto", timeout=5)
+        # TCP first, uTP only after 30 s: unless a hang-up before any answer starts it now.
+        dialer: Dialer[Client] = Dialer("auto", stagger=30, timeout=5)
         try:
+            start = loop.time()
             transport, client = await dialer.dial(("127.0.0.1", port), Client)
             transport.write(b"hello, ")
             transport.write(b"peer")
@@ -221,6 +223,7 @@ def test_a_stream_closed_before_the_peer_answers_moves_to_the_other_transport() 
             assert bytes(client.heard) == b"HELLO, PEER"
             assert (client.made, client.lost) == (1, 0)
             assert transport.get_extra_info("transport") == "utp"
+            assert loop.time() - start < 20  # not the stagger (generous: a busy machine)
             transport.close()
         finally:
             dialer.close()

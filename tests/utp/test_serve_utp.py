@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +26,7 @@ from tests.magnet.fakepeers import info_hash, make_info
 pytestmark = pytest.mark.timeout(60)
 
 INFO = make_info(6 * METADATA_PIECE)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
@@ -158,3 +163,21 @@ def test_a_silent_utp_peer_is_cut_off_at_the_handshake_deadline(
                 endpoint.close()
 
     run(main())
+
+
+@pytest.mark.slow  # the serve process waits out its bootstrap first (~5 s)
+def test_serve_names_the_udp_port_that_utp_could_not_bind(tmp_path: Path) -> None:
+    path = tmp_path / "t.torrent"
+    path.write_bytes(b"d4:info" + make_info(20_000, name="t.bin") + b"e")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = str(taken.getsockname()[1])
+        out = subprocess.run(
+            [
+                sys.executable, "-m", "magnet", "serve", str(path), "--host", "127.0.0.1",
+                "--port", port, "--dht-port", "0", "-b", "127.0.0.1:9",
+            ],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"cannot bind 127.0.0.1:{port} (UDP for uTP, --port" in out.stderr
