@@ -75,8 +75,8 @@ def resolve(
     transport: Annotated[
         str,
         typer.Option(
-            help="How to dial peers: auto (TCP and uTP raced, the first to connect wins),"
-            " tcp, utp."
+            help="How to dial peers: auto (TCP, and uTP too unless TCP answers within 250 ms;"
+            " the stream the peer answers on is kept), tcp, utp."
         ),
     ] = "auto",
     allow_private: Annotated[

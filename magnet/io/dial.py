@@ -7,13 +7,18 @@ once when the previous one failed), as happy eyeballs (RFC 8305) does for addres
 
 The caller's protocol sees one stream, a `RacedTransport`, from the first attempt that
 connects. What the caller writes goes to that attempt and is also kept until the peer has
-sent its first byte back: if the attempt dies before that (libtorrent with TCP switched off
-accepts a TCP connection and hangs up at once), the stream moves to the next attempt that
-connects and the kept bytes are written to it again, the caller none the wiser. Once the
+sent its first byte back. If the attempt dies before that, the peer may not take this
+transport (libtorrent with TCP off accepts a TCP connection and hangs up at once) or may not
+like what we sent (plaintext to a peer that wants MSE/PE): the stream moves to another
+attempt that connects, the kept bytes written to it again, the caller none the wiser. A
+caller that redials such a stream anyway (a ``Resolution`` does, with the other encryption)
+is told at once unless another attempt is already under way, and its next dial to that
+address tries the other transport first (not both at once: libtorrent, which by default
+takes one connection per address, may still hold the first and drop the second). Once the
 peer has answered, the other attempts are cancelled or closed. So the winner is the first
-stream over which the peer answers our BitTorrent (or MSE) handshake, while only one
-handshake is ever in flight: two at once would show the peer one peer id on two
-connections, and libtorrent drops one of such a pair, maybe the one we would keep.
+stream over which the peer answers our BitTorrent (or MSE) handshake, while one handshake at
+a time is in flight: two at once would show the peer one peer id on two connections, and
+libtorrent drops one of such a pair.
 
 Why TCP first and uTP 250 ms later by default: in the WAN lab (one-way delays 10-150 ms,
 5 ms jitter, 2% loss; ``scripts/bench_dial_wan.py --rounds 10``: 40 resolves of a 96 KiB
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -41,9 +47,11 @@ if TYPE_CHECKING:
 __all__ = ["TRANSPORTS", "DialError", "Dialer", "RacedTransport"]
 
 TRANSPORTS = ("auto", "tcp", "utp")
+log = logging.getLogger("magnet.io.dial")
 P = TypeVar("P", bound=asyncio.Protocol)
 Addr = tuple[str, int]
 _MAX_REPLAY = 64 * 1024  # kept for a failover: handshakes are ~100-700 bytes
+_MAX_HUNG_UP = 4096
 
 
 class DialError(ConnectionError):
@@ -161,9 +169,14 @@ class RacedTransport(asyncio.Transport):
 class _Race(Generic[P]):
     """The attempts of one dial and the one stream they give the caller."""
 
-    def __init__(self, dialer: Dialer[P], addr: Addr, factory: Callable[[], P]) -> None:
+    def __init__(
+        self, dialer: Dialer[P], addr: Addr, factory: Callable[[], P], kinds: list[str]
+    ) -> None:
         self.dialer = dialer
         self.addr = addr
+        self.stagger = dialer.stagger
+        self.waiting = kinds  # transports not tried yet, in order
+        self.attempts: dict[asyncio.Task[_Leg], str] = {}  # started, not over
         self.factory = factory
         self.loop = asyncio.get_running_loop()
         self.transport = RacedTransport(self)
@@ -186,8 +199,7 @@ class _Race(Generic[P]):
         once when nothing is left to wait for (an attempt failed, or the stream died before
         the peer answered). Each connected one reports to `connected`."""
         dialer, loop = self.dialer, self.loop
-        waiting = list(dialer.kinds)
-        attempts: dict[asyncio.Task[_Leg], str] = {}
+        waiting, attempts = self.waiting, self.attempts
         next_at = loop.time()
         try:
             while not (self.answered or self.ended) and (waiting or attempts):
@@ -197,7 +209,7 @@ class _Race(Generic[P]):
                     self.hurry.clear()
                     kind = waiting.pop(0)
                     attempts[asyncio.create_task(dialer.attempt(kind, self))] = kind
-                    next_at = now + dialer.stagger
+                    next_at = now + self.stagger
                     continue
                 hurry = asyncio.ensure_future(self.hurry.wait())
                 try:
@@ -213,6 +225,7 @@ class _Race(Generic[P]):
                     exc = task.exception()
                     if exc is not None:
                         self.errors[kind] = _why(exc)
+                        log.debug("%s:%d over %s: %s", *self.addr, kind, self.errors[kind])
                         self.hurry.set()  # no reason to wait for the stagger any more
         finally:
             for task in attempts:
@@ -273,16 +286,22 @@ class _Race(Generic[P]):
         if leg is not self.current:
             return
         self.errors[leg.kind] = "hung up" if exc is None else _why(exc)
+        self.current = None
         if not (self.answered or self.closing or self.ended):
+            why = self.errors[leg.kind]
+            log.debug("%s:%d over %s: %s before answering", *self.addr, leg.kind, why)
+            # Died before the peer said a word: the peer may not take this transport (as
+            # libtorrent with TCP off, which accepts and hangs up) or may not like what we
+            # sent (plaintext to a peer that wants MSE). The next dial tries all at once.
+            self.dialer.hung_up(self.addr, leg.kind)
             if self.spares:
                 self.switch_to(self.spares.pop(0))
                 return
-            if self.task is not None and not self.task.done():
-                self.current = None  # an attempt is running or due: it may take over
-                self.last_exc = exc
+            in_flight = any(not t.done() for t in self.attempts)
+            if in_flight or (self.waiting and not self.dialer.redialled):
+                self.last_exc = exc  # another transport is on its way: it may take over
                 self.hurry.set()
                 return
-        self.current = None
         self.finish(exc)
 
     def finish(self, exc: Exception | None) -> None:
@@ -330,6 +349,10 @@ class Dialer(Generic[P]):
         the next starts at once when nothing is left to wait for.
     :param order: which transport starts first in "auto".
     :param timeout: bound on each attempt (a caller's own deadline may cancel earlier).
+    :param redialled: the caller dials again a stream that ends before the peer answers
+        (as a ``Resolution`` does, with the other encryption): such a stream then ends at
+        once rather than waiting out a transport not tried yet, and the next dial to that
+        address tries that transport last.
     """
 
     def __init__(
@@ -339,19 +362,25 @@ class Dialer(Generic[P]):
         stagger: float = 0.25,
         order: Sequence[str] = ("tcp", "utp"),
         timeout: float = 10.0,
+        redialled: bool = False,
     ) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}")
         self.kinds = tuple(order) if transport == "auto" else (transport,)
         self.stagger = stagger
         self.timeout = timeout
+        self.redialled = redialled
+        self._hung_up: dict[Addr, set[str]] = {}  # transports peers hung up on, unanswered
         self._endpoints: dict[int, asyncio.Task[UtpEndpoint]] = {}
         self._closed = False
 
     async def dial(self, addr: Addr, factory: Callable[[], P]) -> tuple[RacedTransport, P]:
         """Connect to ``addr``; ``factory()`` makes the caller's protocol, whose
         ``connection_made`` runs as soon as one attempt connects. Raises `DialError`."""
-        race: _Race[P] = _Race(self, addr, factory)
+        # A transport the peer hung up on before answering goes last next time.
+        shunned = self._hung_up.get(addr, ())
+        kinds = sorted(self.kinds, key=lambda kind: kind in shunned)
+        race: _Race[P] = _Race(self, addr, factory, kinds)
         race.task = asyncio.create_task(race.run())
         race.task.add_done_callback(race.on_task_done)
         try:
@@ -364,6 +393,11 @@ class Dialer(Generic[P]):
             raise
         assert race.app is not None
         return race.transport, race.app
+
+    def hung_up(self, addr: Addr, kind: str) -> None:
+        if addr not in self._hung_up and len(self._hung_up) >= _MAX_HUNG_UP:
+            self._hung_up.clear()  # a bound, not a cache worth keeping in order
+        self._hung_up.setdefault(addr, set()).add(kind)
 
     async def attempt(self, kind: str, race: _Race[Any]) -> _Leg:
         loop = asyncio.get_running_loop()

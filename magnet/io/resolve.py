@@ -77,7 +77,7 @@ class ResolveResult:
     # {"dht": "2 lookups done, 16 nodes answered", "udp://t:1/announce": "pending"}.
     sources: dict[str, str] = field(default_factory=dict)
     transport: str = "tcp"  # what carried the metadata: "tcp" or "utp"
-    # Each peer connected ("host:port") and the transport that won its dial race.
+    # Each peer that answered ("host:port") and the transport it answered on.
     connections: dict[str, str] = field(default_factory=dict)
 
     def torrent(self, *, creation_date: int | None = None) -> bytes:
@@ -148,9 +148,11 @@ class _Fetcher:
         self.res = resolution
         # Each attempt ends (and says why) before the Resolution's own connect deadline.
         self.dialer: Dialer[_PeerProtocol] = Dialer(
-            transport, timeout=max(resolution.connect_timeout - 0.5, 0.5)
+            transport,
+            timeout=max(resolution.connect_timeout - 0.5, 0.5),
+            redialled=resolution.encryption not in ("off", "require"),  # see Resolution
         )
-        self.transports: dict[Addr, str] = {}  # the transport of each peer's last connection
+        self.transports: dict[Addr, str] = {}  # the transport each peer first answered on
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[Resolved] = self.loop.create_future()
         self._connecting: dict[Addr, asyncio.Task[object]] = {}
@@ -270,8 +272,9 @@ async def resolve(
     make us dial our own LAN) unless ``allow_private`` is True or the network is a lab one:
     the link's own ``x.pe`` peers or the DHT's bootstrap addresses are private or loopback.
 
-    ``transport`` is how peers are dialled: "auto" (TCP and uTP raced, the first to connect
-    wins: see ``magnet.io.dial``), "tcp" or "utp".
+    ``transport`` is how peers are dialled: "auto" (TCP, and uTP 250 ms later or as soon as
+    TCP fails; the stream the peer answers on is kept: see ``magnet.io.dial``), "tcp" or
+    "utp". The result says which carried the metadata, and for every peer that answered.
     """
     started = time.monotonic()
     if isinstance(link, str):

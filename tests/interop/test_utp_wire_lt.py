@@ -85,7 +85,7 @@ def test_resolve_from_a_utp_only_libtorrent_seed_is_byte_identical(
     lt_swarm.seed(spec, node=utp_seed)
     out = tmp_path / "resolved.torrent"
     code, record, err = magnetar_resolve(spec.magnet, lt_swarm.bootstrap_addrs()[0], out)
-    assert code == 0, err
+    assert code == 0, (record, err)
     data = out.read_bytes()
     assert data[info_span(data)] == spec.info
     peer = f"{utp_seed.ip}:{utp_seed.port}"

@@ -233,6 +233,42 @@ def test_a_stream_closed_before_the_peer_answers_moves_to_the_other_transport() 
     run(main())
 
 
+def test_a_redialling_caller_is_told_at_once_and_its_redial_tries_the_other_first() -> None:
+    """As a Resolution: a hang-up before any answer ends the stream now (the caller redials
+    with the other encryption: no uTP wait for a peer that wanted MSE over TCP), and the
+    redial starts with uTP, not after the 30 s stagger: a uTP-only peer is reached then."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(HangUp, "127.0.0.1", 0)
+        port = int(server.sockets[0].getsockname()[1])
+        endpoint = await UtpEndpoint.create(
+            "127.0.0.1", port, protocol_factory=lambda: Counting("utp")
+        )
+        dialer: Dialer[Client] = Dialer("auto", stagger=30, timeout=5, redialled=True)
+        try:
+            transport, first = await dialer.dial(("127.0.0.1", port), Client)
+            transport.write(b"plaintext")
+            async with asyncio.timeout(5):
+                while not first.lost:
+                    await asyncio.sleep(0.01)
+            assert transport.get_extra_info("transport") is None and not first.heard
+            transport, second = await dialer.dial(("127.0.0.1", port), Client)
+            transport.write(b"encrypted")
+            await asyncio.wait_for(second.answered.wait(), 5)
+            while len(second.heard) < len(b"ENCRYPTED"):
+                await asyncio.sleep(0.01)
+            assert bytes(second.heard) == b"ENCRYPTED" and second.lost == 0
+            assert transport.get_extra_info("transport") == "utp"
+            transport.close()
+        finally:
+            dialer.close()
+            endpoint.close()
+            server.close()
+
+    run(main())
+
+
 def test_nothing_listening_fails_with_each_transports_reason() -> None:
     async def main() -> None:
         silent = await UtpEndpoint.create("127.0.0.1", 0)  # a UDP port that accepts no uTP
