@@ -192,6 +192,8 @@ class UtpEndpoint:
         self._pending: dict[UtpConnection, ProtocolFactory] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._flushing = False
+        self._flush_again = False
         self._tasks: set[asyncio.Future[None]] = set()
 
     @classmethod
@@ -330,10 +332,25 @@ class UtpEndpoint:
         self.flush()
 
     def flush(self) -> None:
-        """Send what is due, deliver events, re-arm the timer."""
-        sendto = self._sendto
-        if sendto is None:
+        """Send what is due, deliver events, re-arm the timer.
+
+        Not re-entered: a protocol that writes from ``data_received`` (a server answering a
+        request) calls back in here; that call only asks the running one for another round,
+        or each queued event would nest one level deeper (a RecursionError once a peer's
+        requests piled up while its replies could not go out)."""
+        if self._flushing:
+            self._flush_again = True
             return
+        self._flushing = True
+        try:
+            self._flush_again = True
+            while self._flush_again and self._sendto is not None:
+                self._flush_again = False
+                self._flush_once(self._sendto)
+        finally:
+            self._flushing = False
+
+    def _flush_once(self, sendto: SendTo) -> None:
         for transport in list(self._transports.values()):
             transport.pump()
         for data, addr in self.core.datagrams_to_send(self.loop.time()):

@@ -21,6 +21,7 @@ from magnet.io.utp import UtpEndpoint
 from magnet.metadata import METADATA_PIECE
 from magnet.peerwire import NEED_DATA, ExtHandshake, MetadataData, PeerConnection
 from magnet.torrentfile import parse_info
+from magnet.utp import State
 from tests.magnet.fakepeers import info_hash, make_info
 
 pytestmark = pytest.mark.timeout(60)
@@ -181,3 +182,37 @@ def test_serve_names_the_udp_port_that_utp_could_not_bind(tmp_path: Path) -> Non
         )  # fmt: skip
     assert out.returncode == 1, out.stdout + out.stderr
     assert f"cannot bind 127.0.0.1:{port} (UDP for uTP, --port" in out.stderr
+
+
+def test_a_utp_peer_that_never_reads_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TCP back-pressure over uTP: our replies fill the peer's window, then our send
+    buffer, then the write backlog past its cap, and the connection is reset."""
+    monkeypatch.setattr(serve_mod, "WRITE_BUFFER_HIGH", 64 * 1024)
+    monkeypatch.setattr(serve_mod, "WRITE_BUFFER_MAX", 256 * 1024)
+
+    async def main() -> None:
+        async with served(share=True) as (_, port):
+            endpoint = await UtpEndpoint.create("127.0.0.1", 0)
+            try:
+                reader, writer = await endpoint.open_connection("127.0.0.1", port, timeout=5)
+                conn = PeerConnection(info_hash(INFO), os.urandom(20))
+                writer.write(conn.send_handshake() + conn.send_ext_handshake())
+                got = b""
+                while len(got) < 68 + 4:  # the handshakes, so we know its ut_metadata id
+                    got += await asyncio.wait_for(reader.read(4096), 5)
+                conn.receive_data(got)
+                while conn.next_event() is not NEED_DATA:
+                    pass
+                utp = writer.transport.conn  # type: ignore[attr-defined]
+                burst = b"".join(conn.send_metadata_request(i) for i in range(6)) * 7
+                for _ in range(1000):  # from now on nothing is read
+                    if utp.state is State.RESET:
+                        break
+                    writer.write(burst)
+                    await asyncio.sleep(0.01)
+                assert utp.state is State.RESET, "a uTP peer that never reads was kept"
+            finally:
+                endpoint.close()
+            assert await utp_fetch(port) == INFO  # and an honest one is still served
+
+    run(main())
