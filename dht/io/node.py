@@ -168,6 +168,10 @@ class _Endpoint(asyncio.DatagramProtocol):
         # (the event loop reads up to 32 per wake-up) rather than one by one: a receiver that
         # gets them together is woken once, which on loopback costs more than the send.
         core = self.core
+        if data[:1] != b"d" and self.node.foreign_datagrams is not None:
+            # Not KRPC (a bencoded dict): uTP sharing our port, as libtorrent does.
+            self.node.foreign_datagrams(data, (addr[0], addr[1]))
+            return
         try:
             core.receive_datagram(data, (addr[0], addr[1]), self.loop.time())
         except Exception:  # the one boundary per datagram: a bug must cost one datagram only
@@ -260,6 +264,8 @@ class Node:
         self._streams: dict[int, PeerStream] = {}
         self._listeners: list[Callable[[DhtEvent], None]] = []
         self.send_errors = 0
+        # Who takes datagrams that are not KRPC (uTP on the same port); None: the core drops them.
+        self.foreign_datagrams: Callable[[bytes, Addr], None] | None = None
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -387,6 +393,13 @@ class Node:
                 sockname = endpoint.transport.get_extra_info("sockname")
                 out.append((str(sockname[0]), int(sockname[1])))
         return out
+
+    def sendto(self, data: bytes, addr: Addr) -> None:
+        """Send a datagram that is not KRPC from our socket (for ``foreign_datagrams``)."""
+        endpoint = self._endpoints.get(family_of(addr[0]))
+        if endpoint is None or endpoint.transport is None:
+            raise OSError(f"no open IPv{family_of(addr[0])} socket")
+        endpoint.transport.sendto(data, addr)
 
     def add_listener(self, callback: Callable[[DhtEvent], None]) -> None:
         """Call ``callback`` with every event the cores emit (status lines, crawlers)."""

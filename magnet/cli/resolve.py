@@ -75,6 +75,13 @@ def resolve(
             " up), prefer, require, off."
         ),
     ] = "auto",
+    transport: Annotated[
+        str,
+        typer.Option(
+            help="How to dial peers: auto (TCP, and uTP too unless TCP answers within 250 ms;"
+            " the stream the peer answers on is kept), tcp, utp."
+        ),
+    ] = "auto",
     allow_private: Annotated[
         bool,
         typer.Option(
@@ -112,6 +119,10 @@ def resolve(
 
     if encryption not in ENCRYPTION_POLICIES:
         fail(f"--encryption must be one of {', '.join(ENCRYPTION_POLICIES)}")
+    from magnet.io.dial import TRANSPORTS
+
+    if transport not in TRANSPORTS:
+        fail(f"--transport must be one of {', '.join(TRANSPORTS)}")
     opts = ResolveOptions(
         timeout=timeout,
         max_connections=max_connections,
@@ -122,6 +133,7 @@ def resolve(
         encryption=encryption,
         allow_private=allow_private,
         piece_layers=not no_piece_layers,
+        transport=transport,
     )
     routers = parse_bootstrap(bootstrap)
     from magnet.uri import MagnetError, parse_info_hash_or_magnet
@@ -232,6 +244,7 @@ class ResolveOptions:
     encryption: str
     allow_private: bool = False
     piece_layers: bool = True
+    transport: str = "auto"
 
     def resolve_options(self) -> dict[str, Any]:
         """Keyword arguments of ``magnet.resolve`` (and ``resolve_many``), one link or many."""
@@ -245,6 +258,7 @@ class ResolveOptions:
             "encryption": self.encryption,
             "allow_private": self.allow_private,
             "piece_layers": self.piece_layers,
+            "transport": self.transport,
         }
 
 

@@ -39,10 +39,16 @@ def serve(
         str,
         typer.Option(help="Incoming peer encryption (MSE/PE): prefer (accept both), require, off."),
     ] = "prefer",
+    no_utp: Annotated[
+        bool,
+        typer.Option("--no-utp", help="Accept TCP only (no uTP on the port's UDP number)."),
+    ] = False,
 ) -> None:
     """Publish torrents: announce them on the DHT and serve their metadata (no file data).
 
-    Prints each torrent's magnet link, then runs until Ctrl-C.
+    Peers connect over TCP or uTP (BEP 29) on --port; the DHT node shares that UDP port
+    unless --dht-port says otherwise. Prints each torrent's magnet link, then runs until
+    Ctrl-C.
 
     Example: magnetar serve ubuntu.torrent --port 6881
     """
@@ -82,15 +88,16 @@ def serve(
                 encryption=encryption,
                 trackers=tuple(tracker or ()),
                 use_trackers=not no_trackers,
+                utp=not no_utp,
                 on_ready=print_links,
             )
         )
     except OSError as exc:
-        where = _unbindable(host, port, dht_port)
+        where = _unbindable(host, port, dht_port, utp=not no_utp)
         fail(f"cannot bind {where}: {exc.strerror or exc}", EXIT_NOT_FOUND)
 
 
-def _unbindable(host: str, tcp_port: int, dht_port: int | None) -> str:
+def _unbindable(host: str, tcp_port: int, dht_port: int | None, *, utp: bool = False) -> str:
     """Which of our two ports could not be bound, found by trying each again now (the
     library's OSError does not say; naming --port for a taken --dht-port misleads)."""
     import socket
@@ -121,4 +128,6 @@ def _unbindable(host: str, tcp_port: int, dht_port: int | None) -> str:
         return udp
     if not free(socket.SOCK_STREAM, tcp_port):
         return tcp
+    if utp and dht_port is not None and not free(socket.SOCK_DGRAM, tcp_port):
+        return f"{format_hostport((host, tcp_port))} (UDP for uTP, --port; --no-utp goes without)"
     return f"{tcp} or {udp}"

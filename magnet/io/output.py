@@ -137,6 +137,8 @@ def result_record(result: ResolveResult, path: Path | None) -> dict[str, Any]:
         "seconds": round(result.seconds, 4),
         "peer": format_hostport(result.peer),
         "source": result.source,
+        "transport": result.transport,
+        "connections": result.connections,
         "trace": [{"phase": p, "seconds": s} for p, s in result.trace],
         "sources": result.sources,
         "complete": result.complete,

@@ -3,8 +3,8 @@
 ``resolve`` is the library entry point behind ``magnetar resolve``. It runs the sources of
 peers side by side (the link's ``x.pe`` at once, DHT get_peers lookups repeated while nothing
 resolves, and an announce to every tracker) next to a ``_Fetcher`` that carries out a
-``Resolution``'s actions over TCP: open connections, write bytes, close, and keep its single
-timer armed. No protocol logic lives
+``Resolution``'s actions over TCP and uTP (``magnet.io.dial`` races the two): open
+connections, write bytes, close, and keep its single timer armed. No protocol logic lives
 here; this module moves bytes and keeps time.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dht.addresses import AddressClass, AddressPolicy, classify
+from dht.addresses import AddressClass, AddressPolicy, classify, format_hostport
 from dht.io.timer import CoreTimer
 from dht.version import PEER_ID_PREFIX
 from magnet.resolution import (
@@ -45,6 +45,7 @@ CLIENT_PREFIX = PEER_ID_PREFIX  # Azureus-style peer id prefix, from dht.version
 
 
 log = logging.getLogger("magnet.io.resolve")
+_MAX_TRANSPORTS_KEPT = 1000  # peers whose transport the result lists
 
 
 class ResolveError(Exception):
@@ -93,6 +94,10 @@ class ResolveResult:
     layer_peers: tuple[Addr, ...] = ()  # whose hashes were kept
     layers_seconds: float = 0.0  # from the metadata verified to the layers proven
 
+    transport: str = "tcp"  # what carried the metadata: "tcp" or "utp"
+    # Each peer that answered ("host:port") and the transport it answered on.
+    connections: dict[str, str] = field(default_factory=dict)
+
     @property
     def complete(self) -> bool:
         """The .torrent holds all its author's torrent had: no piece layers missing."""
@@ -120,25 +125,31 @@ _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 class _PeerProtocol(asyncio.Protocol):
+    """One connection to a peer, over TCP or uTP (``magnet.io.dial`` picks and may switch
+    before the peer answers; ``transport.get_extra_info("transport")`` says which)."""
+
     def __init__(self, fetcher: _Fetcher, addr: Addr) -> None:
         self.fetcher = fetcher
         self.addr = addr
         self.transport: asyncio.Transport | None = None
-        self._sock: socket.socket | None = None
+
+    @property
+    def kind(self) -> str:
+        kind = self.transport.get_extra_info("transport") if self.transport else None
+        return str(kind or "tcp")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        if _QUICKACK is not None:
-            self._sock = transport.get_extra_info("socket")
-            self._ack_quickly()
+        self._ack_quickly()
         self.fetcher.connected(self)
 
     def _ack_quickly(self) -> None:
-        if self._sock is not None and _QUICKACK is not None:
-            try:
-                self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            except OSError:
-                self._sock = None  # not a TCP socket we may tune: stop trying
+        if _QUICKACK is None or self.transport is None:
+            return
+        sock = self.transport.get_extra_info("socket")  # None over uTP
+        if sock is not None:
+            with contextlib.suppress(OSError):  # not a TCP socket we may tune
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
 
     def data_received(self, data: bytes) -> None:
         self._ack_quickly()
@@ -149,10 +160,24 @@ class _PeerProtocol(asyncio.Protocol):
 
 
 class _Fetcher:
-    """Carries out a Resolution's actions over TCP."""
+    """Carries out a Resolution's actions over TCP and uTP."""
 
-    def __init__(self, resolution: Resolution, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        resolution: Resolution,
+        on_change: Callable[[], None],
+        transport: str = "auto",
+    ) -> None:
+        from magnet.io.dial import Dialer
+
         self.res = resolution
+        # Each attempt ends (and says why) before the Resolution's own connect deadline.
+        self.dialer: Dialer[_PeerProtocol] = Dialer(
+            transport,
+            timeout=max(resolution.connect_timeout - 0.5, 0.5),
+            redialled=resolution.encryption not in ("off", "require"),  # see Resolution
+        )
+        self.transports: dict[Addr, str] = {}  # the transport each peer first answered on
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[Resolved] = self.loop.create_future()
         self.verified: MetadataVerified | None = None  # the metadata, while layers come
@@ -177,6 +202,11 @@ class _Fetcher:
         self._pump()
 
     def received(self, addr: Addr, data: bytes) -> None:
+        proto = self._open.get(addr)
+        # The peer's first answer: the transport it came over is the one kept.
+        known = self.transports
+        if proto is not None and addr not in known and len(known) < _MAX_TRANSPORTS_KEPT:
+            known[addr] = proto.kind
         self.res.data_received(addr, data, self.loop.time())
         self._pump()
 
@@ -190,7 +220,7 @@ class _Fetcher:
 
     async def _connect(self, addr: Addr) -> None:
         try:
-            await self.loop.create_connection(lambda: _PeerProtocol(self, addr), addr[0], addr[1])
+            await self.dialer.dial(addr, lambda: _PeerProtocol(self, addr))
         except asyncio.CancelledError:
             raise
         except (OSError, ValueError) as exc:
@@ -236,6 +266,7 @@ class _Fetcher:
                 proto.transport.abort()
         self._connecting.clear()
         self._open.clear()
+        self.dialer.close()
 
 
 def new_peer_id() -> bytes:
@@ -257,6 +288,7 @@ async def resolve(
     on_progress: Callable[[Progress], None] | None = None,
     allow_private: bool = False,
     piece_layers: bool = True,
+    transport: str = "auto",
 ) -> ResolveResult:
     """Fetch and verify the info dict a magnet link names.
 
@@ -276,6 +308,9 @@ async def resolve(
     be had in time (or every peer refuses), the result still comes, with the info dict
     alone and ``layers_status`` "missing": a client can load such a .torrent and fetch the
     layers itself, so it is worth having, but it is not the torrent its author made.
+    ``transport`` is how peers are dialled: "auto" (TCP, and uTP 250 ms later or as soon as
+    TCP fails; the stream the peer answers on is kept: see ``magnet.io.dial``), "tcp" or
+    "utp". The result says which carried the metadata, and for every peer that answered.
     """
     started = time.monotonic()
     if isinstance(link, str):
@@ -292,6 +327,10 @@ async def resolve(
             bootstrap = as_addrs(bootstrap)
         except ValueError as exc:
             raise ResolveError(f"bad bootstrap address {exc}", "bad-link") from None
+    from magnet.io.dial import TRANSPORTS
+
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}")
     trace: list[tuple[str, float]] = []
 
     def mark(phase: str) -> None:
@@ -321,7 +360,7 @@ async def resolve(
         if on_progress is not None:
             on_progress(progress)
 
-    fetcher = _Fetcher(resolution, changed)
+    fetcher = _Fetcher(resolution, changed, transport)
     own_node: Node | None = None
     tasks: list[asyncio.Task[None]] = []
     dht_state = {"answered": 0, "asked": 0, "lookups": 0}
@@ -366,7 +405,7 @@ async def resolve(
             # The metadata may have come without all of its piece layers: see the docstring.
             resolved = None if fetcher.verified is None else fetcher.verified.result
         if resolved is None:
-            reason = _explain_failure(resolution, dht_state, use_dht, timeout)
+            reason = _explain_failure(resolution, dht_state, use_dht, timeout, transport)
             if tracker_urls and not resolution.stats.known:
                 reason += "; " + _explain_trackers(tracker_urls, tracker_errors)
             raise ResolveError(
@@ -407,6 +446,10 @@ async def resolve(
             trace,
             sources,
             **_layers_outcome(meta, resolved, fetcher, piece_layers),
+            transport=fetcher.transports.get(resolved.peer, "tcp"),
+            connections={
+                format_hostport(addr): kind for addr, kind in fetcher.transports.items()
+            },
         )
     finally:
         dht_down.on_change = lambda: None  # the answer is given: nothing more to decide
@@ -627,7 +670,7 @@ def _failure_kind(res: Resolution, dht_state: dict[str, int], use_dht: bool) -> 
 
 
 def _explain_failure(
-    res: Resolution, dht_state: dict[str, int], use_dht: bool, timeout: float
+    res: Resolution, dht_state: dict[str, int], use_dht: bool, timeout: float, transport: str
 ) -> str:
     st = res.stats
     head = f"no metadata after {timeout:g} s: "
@@ -640,4 +683,8 @@ def _explain_failure(
             head + f"{dht_state['answered']} DHT nodes answered in {dht_state['lookups']} lookups, "
             "but none knows peers for this info-hash"
         )
-    return head + res.explain()
+    why = head + res.explain()
+    if transport != "auto" and st.connected == 0:
+        other = "uTP" if transport == "tcp" else "TCP"
+        why += f" (over {transport.upper()} only: peers that accept only {other} are missed)"
+    return why

@@ -1,7 +1,10 @@
 """Publishing torrents on asyncio: announce on the DHT and serve their metadata to anyone.
 
-``serve_torrents`` runs a TCP server whose connections each feed a sans-IO
-``magnet.service.ServeSession`` (the metadata service, plaintext or MSE/PE), and a DHT node
+``serve_torrents`` runs a TCP server and a uTP (BEP 29) endpoint on the same port number,
+whose connections each feed a sans-IO ``magnet.service.ServeSession`` (the metadata service,
+plaintext or MSE/PE) through one protocol class, with the same caps and clocks for both. The
+uTP endpoint shares the DHT node's UDP socket when the node has that port (as libtorrent
+does: KRPC datagrams start with ``d``, uTP ones never do), else binds its own. A DHT node
 that announces every info-hash (v1, and the truncated v2 hash of hybrid or v2 torrents)
 and re-announces periodically so the swarm stays findable; each torrent is also announced
 to its trackers. No protocol logic lives here: this module moves bytes and keeps time.
@@ -23,6 +26,7 @@ from magnet.torrentfile import TorrentMeta
 if TYPE_CHECKING:
     from dht.io.node import Node
     from dht.wire import Addr
+    from magnet.io.utp import UtpEndpoint
 
 # The service's names stay importable from here, where callers first met them.
 __all__ = [
@@ -47,7 +51,7 @@ CLOSE_GRACE_S = 5.0  # a closing connection that cannot flush its last reply by 
 
 
 class _ServeProtocol(asyncio.Protocol):
-    """One incoming TCP connection: bytes to the sans-IO session and back, with deadlines.
+    """One incoming connection (TCP or uTP): bytes to the sans-IO session and back, with deadlines.
 
     Every way a peer can hold resources is bounded here: connections per IP, the handshake
     deadline, an idle clock that only whole messages reset, reading paused while our writes
@@ -63,7 +67,7 @@ class _ServeProtocol(asyncio.Protocol):
         self.seen_messages = 0
 
     def connection_made(self, base: asyncio.BaseTransport) -> None:
-        transport = cast(asyncio.Transport, base)  # a TCP server's transports are streams
+        transport = cast(asyncio.Transport, base)  # TCP and uTP transports are streams
         peer = transport.get_extra_info("peername")
         self.ip = str(peer[0]) if peer else ""
         server = self.server
@@ -159,17 +163,17 @@ async def serve_torrents(
     encryption: str = "prefer",
     trackers: Sequence[str] = (),
     use_trackers: bool = True,
+    utp: bool = True,
 ) -> None:
-    """Serve ``torrents``' metadata on TCP ``host:port`` and announce them through ``node``
-    (and to each torrent's trackers plus ``trackers``) until ``stop`` is set. ``ready`` gets
-    the TCP port once listening."""
+    """Serve ``torrents``' metadata on TCP ``host:port`` (and, with ``utp``, uTP on the same
+    UDP port number) and announce them through ``node`` (and to each torrent's trackers
+    plus ``trackers``) until ``stop`` is set. ``ready`` gets the port once listening."""
     stop = stop or asyncio.Event()
     service = MetadataService(torrents, PEER_ID_PREFIX + os.urandom(12))
     if encryption not in SERVE_ENCRYPTION:
         raise ValueError(f"encryption must be one of {', '.join(SERVE_ENCRYPTION)}")
     state = _Server(service, encryption)
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _ServeProtocol(state), host, port)
+    server, utp_endpoint = await _listen(state, node, host, port, utp)
     tcp_port = int(server.sockets[0].getsockname()[1])
     if ready is not None and not ready.done():
         ready.set_result(tcp_port)
@@ -211,11 +215,49 @@ async def serve_torrents(
             with contextlib.suppress(asyncio.CancelledError):
                 await job
         server.close()
+        if utp_endpoint is not None:
+            if node.foreign_datagrams == utp_endpoint.datagram_received:
+                node.foreign_datagrams = None
+            utp_endpoint.close()
         for proto in list(state.connections):
             if proto.transport is not None:
                 proto.transport.abort()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), 2.0)
+
+
+async def _listen(
+    state: _Server, node: Node, host: str, port: int, utp: bool
+) -> tuple[asyncio.Server, UtpEndpoint | None]:
+    """The TCP server on ``host:port`` and the uTP endpoint on the same port number: the
+    DHT node's socket when it has that port, else a socket of its own (with ``port`` 0,
+    ports are tried until one is free for both)."""
+    from magnet.io.utp import UtpEndpoint
+
+    loop = asyncio.get_running_loop()
+    attempts = 8 if port == 0 else 1
+    for attempt in range(attempts):
+        server = await loop.create_server(lambda: _ServeProtocol(state), host, port)
+        if not utp:
+            return server, None
+        tcp_port = int(server.sockets[0].getsockname()[1])
+        if node.addr[1] == tcp_port and node.foreign_datagrams is None:
+            endpoint = UtpEndpoint.attach(
+                node.sendto, node.addr, protocol_factory=lambda: _ServeProtocol(state)
+            )
+            node.foreign_datagrams = endpoint.datagram_received
+            return server, endpoint
+        try:
+            own = await UtpEndpoint.create(
+                host, tcp_port, protocol_factory=lambda: _ServeProtocol(state)
+            )
+        except OSError:
+            server.close()
+            if attempt == attempts - 1:
+                raise
+            continue
+        return server, own
+    raise AssertionError("unreachable")
 
 
 async def _announce_to_tracker(
@@ -255,6 +297,7 @@ async def run(
     encryption: str = "prefer",
     trackers: Sequence[str] = (),
     use_trackers: bool = True,
+    utp: bool = True,
     on_ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
@@ -262,8 +305,9 @@ async def run(
     ``magnetar serve`` runs.
 
     A DHT node on UDP ``dht_port`` (default: ``port``) joins through ``bootstrap`` (None: the
-    public routers), then ``serve_torrents`` serves on TCP ``host:port`` and announces;
-    ``on_ready`` gets the TCP port once it listens.
+    public routers), then ``serve_torrents`` serves on TCP ``host:port`` and (with ``utp``)
+    uTP on the same UDP port number, on the node's socket when that is the one, and
+    announces; ``on_ready`` gets the port once it listens.
 
     :raises OSError: a port cannot be bound.
     """
@@ -276,6 +320,8 @@ async def run(
     udp_port = port if dht_port is None else dht_port
     with stop_on_signals(stop):
         async with Node(host, udp_port, bootstrap_routers=bootstrap) as node:
+            if port == 0 and dht_port is None:
+                port = node.addr[1]  # "any" port: the one the DHT got, for TCP and uTP too
             log.info("joined the DHT: %d nodes", await node.bootstrap())
             ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             job = asyncio.create_task(
@@ -289,6 +335,7 @@ async def run(
                     encryption=encryption,
                     trackers=trackers,
                     use_trackers=use_trackers,
+                    utp=utp,
                 )
             )
             # The server may fail before it listens (TCP port taken): then its error, not
@@ -302,7 +349,7 @@ async def run(
             if on_ready is not None:
                 on_ready(ready.result())
             log.info(
-                "serving %d torrents on TCP port %d, DHT on UDP port %d",
+                "serving %d torrents on TCP and uTP port %d, DHT on UDP port %d",
                 len(torrents),
                 ready.result(),
                 node.addr[1],

@@ -8,14 +8,21 @@ earlier than the one it asked for, so its clock never runs backwards.
 
 Connections surface as ordinary asyncio ``(StreamReader, StreamWriter)`` pairs, so peer-wire
 code written for TCP runs over uTP unchanged: `open_connection` dials, ``on_connection``
-receives incoming ones (as ``asyncio.start_server`` does). ``writer.write_eof()`` or
+receives incoming ones (as ``asyncio.start_server`` does). Code written as an
+``asyncio.Protocol`` uses `create_connection` and ``protocol_factory`` instead, as with
+``loop.create_connection`` and ``loop.create_server``. ``writer.write_eof()`` or
 ``close()`` sends ST_FIN after the queued bytes. A reader that stops reading stops taking
 events from its connection, so the core's advertised window closes: real back-pressure.
+
+The endpoint binds its own UDP socket (`create`) or rides one that a DHT node owns
+(`attach`): the node hands over every datagram that is not KRPC, and uTP sends through it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -38,8 +45,12 @@ __all__ = ["UtpEndpoint"]
 Addr = tuple[str, int]
 StreamPair = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 ConnectionHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
+ProtocolFactory = Callable[[], asyncio.Protocol]
+SendTo = Callable[[bytes, Addr], None]
 
 _WRITE_HIGH_WATER = 256 * 1024
+
+log = logging.getLogger("magnet.io.utp")
 
 
 class _UtpTransport(asyncio.Transport):
@@ -49,7 +60,8 @@ class _UtpTransport(asyncio.Transport):
         super().__init__({"peername": peer, "sockname": endpoint.local_address})
         self._endpoint = endpoint
         self.conn = conn
-        self.protocol: asyncio.StreamReaderProtocol | None = None
+        self.protocol: asyncio.Protocol | None = None
+        self._high_water = _WRITE_HIGH_WATER
         self._backlog = bytearray()  # bytes the core's send buffer has no room for yet
         self._write_paused = False
         self.reading_paused = False
@@ -89,6 +101,13 @@ class _UtpTransport(asyncio.Transport):
     def get_write_buffer_size(self) -> int:
         return len(self._backlog)
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        # Only the high mark matters here: writing resumes once the backlog is empty.
+        self._high_water = _WRITE_HIGH_WATER if high is None else high
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (0, self._high_water)
+
     def pause_reading(self) -> None:
         self.reading_paused = True
 
@@ -115,7 +134,7 @@ class _UtpTransport(asyncio.Transport):
             conn.close()
         if self.protocol is None:
             return
-        if not self._write_paused and len(self._backlog) > _WRITE_HIGH_WATER:
+        if not self._write_paused and len(self._backlog) > self._high_water:
             self._write_paused = True
             self.protocol.pause_writing()
         elif self._write_paused and not self._backlog:
@@ -127,6 +146,11 @@ class _UtpTransport(asyncio.Transport):
             self._lost = True
             if self.protocol is not None:
                 self.protocol.connection_lost(exc)
+
+    def start(self, protocol: asyncio.Protocol) -> None:
+        """Hand the connection to ``protocol`` (its ``connection_made`` runs now)."""
+        self.protocol = protocol
+        protocol.connection_made(self)
 
 
 class _Datagrams(asyncio.DatagramProtocol):
@@ -141,26 +165,35 @@ class _Datagrams(asyncio.DatagramProtocol):
 
 
 class UtpEndpoint:
-    """uTP connections over one UDP port. Build it with ``await UtpEndpoint.create(...)``."""
+    """uTP connections over one UDP port: ``await UtpEndpoint.create(...)`` binds its own
+    socket, `attach` shares another's (a DHT node's)."""
 
     def __init__(
         self,
         core: UtpSocket,
         *,
         on_connection: ConnectionHandler | None = None,
+        protocol_factory: ProtocolFactory | None = None,
         on_datagram: Callable[[bytes, Addr], None] | None = None,
     ) -> None:
         self.core = core
         self.loop = asyncio.get_running_loop()
         self.on_connection = on_connection
+        self.protocol_factory = protocol_factory
         self.on_datagram = on_datagram
         self.send_errors = 0
+        self.internal_errors = 0
         self.local_address: Addr = ("", 0)
-        self._udp: asyncio.DatagramTransport | None = None
+        self._udp: asyncio.DatagramTransport | None = None  # ours to close (from `create`)
+        self._sendto: SendTo | None = None
         self._transports: dict[UtpConnection, _UtpTransport] = {}
         self._connecting: dict[UtpConnection, asyncio.Future[None]] = {}
+        # Dialled with `create_connection`: the protocol to start once the peer answers.
+        self._pending: dict[UtpConnection, ProtocolFactory] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._flushing = False
+        self._flush_again = False
         self._tasks: set[asyncio.Future[None]] = set()
 
     @classmethod
@@ -172,48 +205,124 @@ class UtpEndpoint:
         rng: random.Random | None = None,
         config: UtpConfig | None = None,
         on_connection: ConnectionHandler | None = None,
+        protocol_factory: ProtocolFactory | None = None,
         on_datagram: Callable[[bytes, Addr], None] | None = None,
     ) -> UtpEndpoint:
-        """Bind ``host:port`` (UDP) and start serving; incoming uTP only with a handler."""
-        core = UtpSocket(
-            rng=rng or random.SystemRandom(),
-            config=config,
-            accept_incoming=on_connection is not None,
-        )
-        endpoint = cls(core, on_connection=on_connection, on_datagram=on_datagram)
+        """Bind ``host:port`` (UDP) and start serving; incoming uTP only with a handler
+        (``on_connection`` for stream pairs, or ``protocol_factory``)."""
+        endpoint = cls._new(rng, config, on_connection, protocol_factory, on_datagram)
         transport, _ = await endpoint.loop.create_datagram_endpoint(
             lambda: _Datagrams(endpoint), local_addr=(host, port)
         )
         endpoint._udp = transport
+        endpoint._sendto = transport.sendto
         sockname = transport.get_extra_info("sockname")
         endpoint.local_address = (sockname[0], sockname[1])
         return endpoint
 
+    @classmethod
+    def attach(
+        cls,
+        sendto: SendTo,
+        local_address: Addr,
+        *,
+        rng: random.Random | None = None,
+        config: UtpConfig | None = None,
+        on_connection: ConnectionHandler | None = None,
+        protocol_factory: ProtocolFactory | None = None,
+    ) -> UtpEndpoint:
+        """uTP over a socket someone else owns: they pass its uTP datagrams to
+        `datagram_received`; we send through ``sendto``. `close` leaves the socket open."""
+        endpoint = cls._new(rng, config, on_connection, protocol_factory, None)
+        endpoint._sendto = sendto
+        endpoint.local_address = local_address
+        return endpoint
+
+    @classmethod
+    def _new(
+        cls,
+        rng: random.Random | None,
+        config: UtpConfig | None,
+        on_connection: ConnectionHandler | None,
+        protocol_factory: ProtocolFactory | None,
+        on_datagram: Callable[[bytes, Addr], None] | None,
+    ) -> UtpEndpoint:
+        core = UtpSocket(
+            rng=rng or random.SystemRandom(),
+            config=config,
+            accept_incoming=on_connection is not None or protocol_factory is not None,
+        )
+        return cls(
+            core,
+            on_connection=on_connection,
+            protocol_factory=protocol_factory,
+            on_datagram=on_datagram,
+        )
+
     async def open_connection(self, host: str, port: int, *, timeout: float = 10.0) -> StreamPair:
         """Dial ``host:port`` over uTP; raise ``TimeoutError`` or ``ConnectionError``."""
         conn = self.core.connect((host, port), self.loop.time())
+        reader, writer = self._attach(conn, (host, port))
+        await self._await_connected(conn, timeout)
+        return reader, writer
+
+    async def create_connection(
+        self, protocol_factory: ProtocolFactory, host: str, port: int, *, timeout: float = 10.0
+    ) -> tuple[asyncio.Transport, asyncio.Protocol]:
+        """Dial ``host:port`` over uTP, as ``loop.create_connection`` does over TCP: the
+        protocol is made (and its ``connection_made`` called) once the peer has answered."""
+        conn = self.core.connect((host, port), self.loop.time())
+        transport = _UtpTransport(self, conn, (host, port))
+        self._transports[conn] = transport
+        self._pending[conn] = protocol_factory
+        await self._await_connected(conn, timeout)
+        assert transport.protocol is not None  # started by the Connected event
+        return transport, transport.protocol
+
+    async def _await_connected(self, conn: UtpConnection, timeout: float) -> None:
         waiter: asyncio.Future[None] = self.loop.create_future()
         self._connecting[conn] = waiter
-        reader, writer = self._attach(conn, (host, port))
         self.flush()
         try:
             async with asyncio.timeout(timeout):
                 await waiter
         except BaseException:
             self._connecting.pop(conn, None)
-            writer.transport.abort()
+            self._pending.pop(conn, None)
+            transport = self._transports.get(conn)
+            if transport is not None:
+                transport.abort()
+            else:
+                conn.abort()
+                self.flush()
             raise
-        return reader, writer
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
+        try:
+            self._received(data, addr)
+        except Exception:  # the one boundary per datagram: a bug costs that datagram only
+            self.internal_errors += 1
+            if self.internal_errors & (self.internal_errors - 1) == 0:  # 1st, 2nd, 4th, ...
+                log.exception("uTP datagram from %s dropped (internal error)", addr[0])
+
+    def _received(self, data: bytes, addr: Addr) -> None:
         if not is_utp(data):
             if self.on_datagram is not None:
                 self.on_datagram(data, addr)
             return
         conn = self.core.receive_datagram(data, addr, self.loop.time())
         # A new incoming connection: fresh from its SYN (a lingering closed one is not).
-        fresh = conn is not None and not conn.initiator and conn.state is State.SYN_RECV
-        if conn is not None and fresh and conn not in self._transports and self.on_connection:
+        fresh = (
+            conn is not None
+            and not conn.initiator
+            and conn.state is State.SYN_RECV
+            and conn not in self._transports
+        )
+        if conn is not None and fresh and self.protocol_factory is not None:
+            transport = _UtpTransport(self, conn, addr)
+            self._transports[conn] = transport
+            transport.start(self.protocol_factory())
+        elif conn is not None and fresh and self.on_connection is not None:
             reader, writer = self._attach(conn, addr)
             result = self.on_connection(reader, writer)
             if result is not None:
@@ -223,14 +332,30 @@ class UtpEndpoint:
         self.flush()
 
     def flush(self) -> None:
-        """Send what is due, deliver events, re-arm the timer."""
-        if self._udp is None:
+        """Send what is due, deliver events, re-arm the timer.
+
+        Not re-entered: a protocol that writes from ``data_received`` (a server answering a
+        request) calls back in here; that call only asks the running one for another round,
+        or each queued event would nest one level deeper (a RecursionError once a peer's
+        requests piled up while its replies could not go out)."""
+        if self._flushing:
+            self._flush_again = True
             return
-        for transport in self._transports.values():
+        self._flushing = True
+        try:
+            self._flush_again = True
+            while self._flush_again and self._sendto is not None:
+                self._flush_again = False
+                self._flush_once(self._sendto)
+        finally:
+            self._flushing = False
+
+    def _flush_once(self, sendto: SendTo) -> None:
+        for transport in list(self._transports.values()):
             transport.pump()
         for data, addr in self.core.datagrams_to_send(self.loop.time()):
             try:
-                self._udp.sendto(data, addr)
+                sendto(data, addr)
             except (OSError, ValueError):
                 self.send_errors += 1
         for conn, transport in list(self._transports.items()):
@@ -239,9 +364,12 @@ class UtpEndpoint:
         self._arm_timer()
 
     def _deliver(self, conn: UtpConnection, transport: _UtpTransport) -> None:
-        protocol = transport.protocol
         while (event := conn.next_event()) is not None:
+            protocol = transport.protocol
             if isinstance(event, Connected):
+                factory = self._pending.pop(conn, None)
+                if factory is not None:
+                    transport.start(factory())  # before any data the peer sent with it
                 waiter = self._connecting.pop(conn, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
@@ -250,13 +378,17 @@ class UtpEndpoint:
                 if transport.reading_paused:
                     break
             elif isinstance(event, EndOfStream) and protocol is not None:
-                protocol.eof_received()
+                # asyncio's contract: a protocol that does not ask to stay half-open (a
+                # false result) gets its transport closed, as a TCP transport does itself.
+                if not protocol.eof_received():
+                    transport.close()
             elif isinstance(event, ConnectionReset | ConnectionTimedOut):
                 exc: Exception = (
                     ConnectionResetError("uTP peer reset the connection")
                     if isinstance(event, ConnectionReset)
                     else TimeoutError("uTP peer stopped answering")
                 )
+                self._pending.pop(conn, None)
                 waiter = self._connecting.pop(conn, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_exception(exc)
@@ -264,7 +396,7 @@ class UtpEndpoint:
         if conn.state in (State.CLOSED, State.RESET) and not transport.reading_paused:
             # Done for the stream; the core lingers on its own to re-ack a late FIN.
             transport.lost(None)
-            del self._transports[conn]
+            self._transports.pop(conn, None)
 
     def _attach(self, conn: UtpConnection, peer: Addr) -> StreamPair:
         # asyncio's own default limit (64 KiB): past twice that the reader pauses us, we
@@ -272,9 +404,8 @@ class UtpEndpoint:
         reader = asyncio.StreamReader(loop=self.loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=self.loop)
         transport = _UtpTransport(self, conn, peer)
-        transport.protocol = protocol
         self._transports[conn] = transport
-        protocol.connection_made(transport)
+        transport.start(protocol)
         return reader, asyncio.StreamWriter(transport, protocol, reader, self.loop)
 
     def _arm_timer(self) -> None:
@@ -294,17 +425,25 @@ class UtpEndpoint:
         self.flush()
 
     def close(self) -> None:
-        """Reset every connection and release the UDP socket."""
+        """Reset every connection and release the UDP socket (if it is ours)."""
         for transport in list(self._transports.values()):
             transport.conn.abort()
-        if self._udp is not None:
+        if self._sendto is not None:
             for data, addr in self.core.datagrams_to_send(self.loop.time()):
-                self._udp.sendto(data, addr)
+                with contextlib.suppress(OSError, ValueError):
+                    self._sendto(data, addr)
+            self._sendto = None
+        if self._udp is not None:
             self._udp.close()
             self._udp = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        for waiter in self._connecting.values():
+            if not waiter.done():
+                waiter.set_exception(ConnectionAbortedError("uTP endpoint closed"))
+        self._connecting.clear()
+        self._pending.clear()
         for transport in list(self._transports.values()):
             transport.lost(ConnectionAbortedError("uTP endpoint closed"))
         self._transports.clear()

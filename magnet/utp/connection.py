@@ -444,6 +444,10 @@ class UtpConnection:
         self.state = state
         self._sent.clear()
         self._pending.clear()
+        # Drop what is held, but keep the ack number: a reset still to go out must ack the
+        # last packet we got, or the peer takes it for a forgery and ignores it.
+        ack_nr = self._inbound.ack_nr
         self._inbound = ReorderBuffer(self.config.max_reorder_packets)
+        self._inbound.ack_nr = ack_nr
         self._timeout_at = self._linger_until = None
         self._done = True

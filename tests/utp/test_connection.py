@@ -147,6 +147,21 @@ def test_abort_resets_the_peer() -> None:
     assert client.state is State.RESET
 
 
+@pytest.mark.parametrize("seed", range(1, 17))
+@pytest.mark.parametrize("after_data", [False, True])
+def test_a_reset_always_acks_what_the_peer_sent(seed: int, after_data: bool) -> None:
+    """The reset carried ack_nr 0 once the aborting side had dropped its receive state: the
+    peer's check (no acking of unsent packets) then ignored it for about half the seeds."""
+    link = Link(seed=seed)
+    client, server = link.open()
+    if after_data:
+        client.send(b"hello")
+        link.run(link.now + 1)
+    server.abort()
+    link.run(link.now + 5)
+    assert link.a.kinds(client)[-1] == "ConnectionReset"
+
+
 def test_unknown_connection_is_answered_with_reset() -> None:
     link = Link()
     client, server = link.open()

@@ -114,3 +114,52 @@ def test_a_reader_that_stops_reading_closes_the_window() -> None:
     assert data == payload
     # while unread, the receiving core held about its whole window and no more
     assert config.recv_buffer - 2 * config.max_payload <= held <= config.recv_buffer
+
+
+class _PausedEcho(asyncio.Protocol):
+    """Echoes every chunk as it arrives, its reading paused until told."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.chunks = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.pause_reading()
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.chunks += 1
+        self.transport.write(data)  # calls back into the endpoint's flush
+
+
+def test_writing_from_data_received_over_a_backlog_of_events_does_not_recurse() -> None:
+    """Thousands of queued packets delivered when reading resumes, each answered at once:
+    every answer's flush used to deliver the next packet one stack frame deeper."""
+    server_side: list[_PausedEcho] = []
+
+    def make() -> _PausedEcho:
+        server_side.append(_PausedEcho())
+        return server_side[-1]
+
+    async def run() -> bytes:
+        server = await UtpEndpoint.create("127.0.0.1", 0, protocol_factory=make)
+        client = await UtpEndpoint.create("127.0.0.1", 0)
+        try:
+            reader, writer = await client.open_connection(*server.local_address, timeout=5)
+            for i in range(3000):  # one small packet each: 3000 events queue up over there
+                writer.write(i.to_bytes(2, "big"))
+                await asyncio.sleep(0)
+            await asyncio.sleep(0.3)
+            (echo,) = server_side
+            assert echo.transport is not None and echo.chunks == 0
+            echo.transport.resume_reading()
+            async with asyncio.timeout(20):
+                return await reader.readexactly(6000)
+        finally:
+            client.close()
+            server.close()
+
+    echoed = asyncio.run(run())
+    assert echoed == b"".join(i.to_bytes(2, "big") for i in range(3000))
