@@ -29,19 +29,10 @@ from dht.events import (
     QueryAnswered,
     QueryFailed,
 )
+from dht.io.itemcalls import ItemCalls
+from dht.io.peerstream import PeerStream
 from dht.io.routers import DEFAULT_ROUTERS, resolve_routers
 from dht.io.timer import CoreTimer
-from dht.itemlookups import PutItem, PutResult, best_item, start_get, start_put
-from dht.items import (
-    MAX_SALT_BYTES,
-    MAX_SEQ,
-    MAX_V_BYTES,
-    Item,
-    encode_value,
-    immutable_item,
-    mutable_target,
-    public_key,
-)
 from dht.protocol import DhtConfig, DhtProtocol
 from dht.wire import Addr, NodeContact, Response
 
@@ -76,71 +67,6 @@ class DhtQueryError(Exception):
         super().__init__(f"{format_hostport(addr)}: {reason}")
         self.addr = addr
         self.reason = reason
-
-
-class PeerStream:
-    """Peers of a get_peers lookup as they arrive: ``async for peer in stream``.
-
-    A dual-stack node runs one lookup per family; the stream ends when all have. ``result``
-    holds a summary once finished (how many nodes were asked and answered), which lets a
-    caller explain an empty result.
-    """
-
-    def __init__(self, node: Node, request_ids: Sequence[int]) -> None:
-        self._node = node
-        self.request_ids = list(request_ids)
-        self._open = set(request_ids)
-        self._queue: asyncio.Queue[tuple[Addr, ...] | None] = asyncio.Queue()
-        self._buffer: list[Addr] = []
-        self._done: list[LookupDone] = []
-        self.result: LookupDone | None = None
-
-    def _feed(self, peers: tuple[Addr, ...]) -> None:
-        self._queue.put_nowait(peers)
-
-    def _finished(self, done: LookupDone | None) -> None:
-        if done is not None:
-            self._open.discard(done.request_id)
-            self._done.append(done)
-        else:
-            self._open.clear()
-        if not self._open:
-            first = self._done[0] if self._done else None
-            if first is not None:
-                self.result = LookupDone(
-                    first.request_id,
-                    first.kind,
-                    first.target,
-                    tuple(n for d in self._done for n in d.nodes),
-                    sum(d.queried for d in self._done),
-                    sum(d.replied for d in self._done),
-                    sum(d.peers for d in self._done),
-                    sum(d.announced for d in self._done),
-                    any(d.timed_out for d in self._done),
-                )
-            self._queue.put_nowait(None)
-
-    @property
-    def finished(self) -> bool:
-        return not self._open
-
-    def __aiter__(self) -> PeerStream:
-        return self
-
-    async def __anext__(self) -> Addr:
-        while not self._buffer:
-            if not self._open and self._queue.empty():
-                raise StopAsyncIteration
-            batch = await self._queue.get()
-            if batch is not None:
-                self._buffer.extend(batch)
-        return self._buffer.pop(0)
-
-    def cancel(self) -> None:
-        if self._open:
-            for rid in list(self._open):
-                self._node._cancel(rid)
-            self._finished(None)
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -228,7 +154,7 @@ class _Endpoint(asyncio.DatagramProtocol):
             self.transport = None
 
 
-class Node:
+class Node(ItemCalls):
     """A DHT node on one UDP port.
 
     ``host`` is the address to bind: IPv4 (``0.0.0.0``, ``127.0.0.1``), IPv6 (``::1``), or
@@ -539,78 +465,6 @@ class Node:
             for c in self.cores
         ]
         return sum(d.announced for d in await self._run_lookups(rids))
-
-    async def get(
-        self, target: bytes, *, salt: bytes | None = None, seq: int | None = None
-    ) -> Item | None:
-        """BEP 44 get: the item stored under ``target`` with the highest seq the closest
-        nodes hold, checked (hash or signature), or None. A mutable item's ``salt`` is needed
-        to check its signature; ``seq`` asks only for an item newer than that."""
-        now = self._now()
-        gets = [start_get(c, target, now, salt=salt or b"", min_seq=seq) for c in self.cores]
-        await self._run_lookups([t.id for t in gets])
-        return best_item([t.best for t in gets])
-
-    async def put_immutable(self, value: object) -> PutResult:
-        """BEP 44: store ``value`` (bytes, int, list or dict; at most 1000 bytes bencoded)
-        under SHA-1 of its bencoding; it is put again hourly while this node runs."""
-        item = immutable_item(value)
-        return await self._put(lambda core: PutItem(core.new_request_id(), item.target, item=item))
-
-    async def put_mutable(
-        self,
-        private_key: bytes,
-        value: object,
-        salt: bytes = b"",
-        seq: int | None = None,
-        cas: int | None = None,
-    ) -> PutResult:
-        """BEP 44: store ``value`` signed by the ed25519 key with this 32-byte seed, under
-        SHA-1(public key + salt). ``seq`` None: one more than the highest the network holds;
-        ``cas``: only replace the item if its seq is this one (error 301 otherwise)."""
-        v = encode_value(value)  # misuse is a ValueError now, not after the walk
-        if len(v) > MAX_V_BYTES:
-            raise ValueError(f"value is {len(v)} bytes bencoded, BEP 44 allows {MAX_V_BYTES}")
-        if len(salt) > MAX_SALT_BYTES:
-            raise ValueError(f"salt is {len(salt)} bytes, BEP 44 allows {MAX_SALT_BYTES}")
-        for name, number in (("seq", seq), ("cas", cas)):
-            if number is not None and not 0 <= number <= MAX_SEQ:
-                raise ValueError(f"{name} {number} is outside 0..2**63-1")
-        target = mutable_target(public_key(private_key), salt)
-        return await self._put(
-            lambda core: PutItem(
-                core.new_request_id(),
-                target,
-                seed=private_key,
-                value=v,
-                salt=salt,
-                seq=seq,
-                cas=cas,
-            )
-        )
-
-    async def _put(self, make: Callable[[DhtProtocol], PutItem]) -> PutResult:
-        now = self._now()
-        puts = [start_put(c, make(c), now) for c in self.cores]
-        await self._run_lookups([t.id for t in puts])
-        for core, t in zip(self.cores, puts, strict=True):
-            core.republisher.add(t.final_item(), self._now())
-        return PutResult.of(puts)
-
-    async def scrape(self, info_hash: bytes) -> tuple[float, float]:
-        """BEP 33: estimated (seeds, peers) of a swarm, from the bloom filters of the nodes
-        closest to ``info_hash`` (both DHT families' filters united)."""
-        from dht.bloom import ScrapeFilter
-        from dht.scrapes import Scrape, estimate
-
-        now = self._now()
-        scrapes = [Scrape(c.new_request_id(), info_hash) for c in self.cores]
-        for core, t in zip(self.cores, scrapes, strict=True):
-            core.lookups.start(t, now)
-        await self._run_lookups([t.id for t in scrapes])
-        seeds = ScrapeFilter.union_of(t.seed_filter for t in scrapes)
-        peers = ScrapeFilter.union_of(t.peer_filter for t in scrapes)
-        return estimate(seeds), estimate(peers)
 
     async def bootstrap(self, routers: Sequence[Addr] | None = None) -> int:
         """Join the DHT through ``routers`` (default: this node's). Returns the table size."""
