@@ -118,26 +118,45 @@ class PeerSearch:
     async def _search(self) -> AsyncIterator[Addr]:
         async with client_node(self.bootstrap) as node:
             deadline = asyncio.get_running_loop().time() + self.timeout
+            joining = asyncio.create_task(node.bootstrap())
             try:
-                size = await asyncio.wait_for(node.bootstrap(), self.timeout)
-            except TimeoutError:
-                size = 0
-            if size == 0:
-                raise BootstrapError
-            stream = node.get_peers(self.info_hash)
-            while True:
-                # The deadline guards the wait for the next peer only, never our caller's
-                # work between peers.
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        peer = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    stream.cancel()
-                    break
-                yield peer
-            self.result = stream.result
+                # The lookup starts once a node has answered, not when the bootstrap walk
+                # ends: that walk may wait on dead nodes it was told of, and the lookup
+                # needs only one live node to start from.
+                if not await _first_answer(node, joining, deadline):
+                    raise BootstrapError
+                stream = node.get_peers(self.info_hash)
+                while True:
+                    # The deadline guards the wait for the next peer only, never our
+                    # caller's work between peers.
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            peer = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        stream.cancel()
+                        break
+                    yield peer
+                self.result = stream.result
+            finally:
+                joining.cancel()
+                await asyncio.gather(joining, return_exceptions=True)
+
+
+# How often the wait for a first answer looks at the routing table.
+_ANSWER_POLL_S = 0.01
+
+
+async def _first_answer(node: Node, joining: asyncio.Task[int], deadline: float) -> bool:
+    """Wait until a node has answered (it is in the table), the bootstrap ended with an
+    empty table, or ``deadline``. True when there is someone to ask."""
+    loop = asyncio.get_running_loop()
+    while not any(len(core.routing) for core in node.cores):
+        if joining.done() or loop.time() >= deadline:
+            return False
+        await asyncio.wait({joining}, timeout=min(_ANSWER_POLL_S, deadline - loop.time()))
+    return True
 
 
 def find_peers(
