@@ -122,6 +122,7 @@ class _Peer:
         "requested",
         "size",
         "source",
+        "spoke",
         "state",
         "stream",
     )
@@ -136,6 +137,7 @@ class _Peer:
         self.redialled = False  # the fallback attempt has been used
         self.plain_refused = False  # it hung up on a plaintext handshake
         self.redials = 0  # redials after back-off so far
+        self.spoke = False  # its BitTorrent handshake arrived on some connection
         self.deadline = 0.0
         self.size = 0
         self.requested: dict[int, float] = {}  # piece -> when asked
@@ -474,7 +476,9 @@ class Resolution:
             if event is NEED_DATA:
                 break
             if isinstance(event, HandshakeReceived):
-                self.stats.connected += 1
+                if not peer.spoke:  # a redialled peer counts once
+                    peer.spoke = True
+                    self.stats.connected += 1
                 if not event.supports_extensions:
                     self._finish(peer, "no extension protocol (BEP 10)", now)
                 elif conn.ext_handshake_due:

@@ -116,6 +116,7 @@ def test_a_peer_that_hangs_up_after_its_handshake_is_redialled_after_back_off() 
     assert result is not None and result.info == info
     # Same way of dialling (it spoke BitTorrent), one back-off later.
     assert swarm.dialled == [0.0, REDIAL_BACKOFF_S]
+    assert res.stats.connected == 1 and res.stats.tried == 2
 
 
 def test_a_failed_encrypted_handshake_is_redialled_with_back_off() -> None:
