@@ -8,6 +8,8 @@ round trip and retries outside ``alpha`` it is a few round trips and soft timeou
 
 from __future__ import annotations
 
+import pytest
+
 from dht.simulation import SimNetwork, sim_config
 
 
@@ -20,6 +22,7 @@ def _network_with_dead_entries(seed: int, live: int, dead: int) -> SimNetwork:
     return sim
 
 
+@pytest.mark.slow
 def test_join_and_first_announce_stay_bounded_with_many_dead_entries() -> None:
     sim = _network_with_dead_entries(seed=13, live=150, dead=150)
     dead_entries = sum(
