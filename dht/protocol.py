@@ -492,10 +492,12 @@ class DhtProtocol:
         node_id: bytes | None,
         *,
         soft: bool = False,
+        soft_timeout: float | None = None,
     ) -> Pending | None:
         """Send a query (``id`` is added) owned by ``owner``; None when there is no room (no
         transaction slot, or over the outgoing rate). ``soft``: give it a soft deadline too,
-        after which a lookup stops waiting for it."""
+        after which a lookup stops waiting for it (``soft_timeout`` seconds, default the
+        config's)."""
         cfg = self.config
         bucket = self._out_bucket
         if bucket is not None and not bucket.take(now):
@@ -508,7 +510,7 @@ class DhtProtocol:
             method,
             now,
             timeout=cfg.query_timeout_s,
-            soft_timeout=cfg.soft_timeout_s if soft else None,
+            soft_timeout=(soft_timeout or cfg.soft_timeout_s) if soft else None,
             node_id=node_id,
             owner=owner,
         )

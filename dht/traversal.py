@@ -6,7 +6,10 @@ the nodes (and peers, and tokens) each reply brings, and is done when the ``k`` 
 candidates that have not failed have all answered. A request that is slow (its *soft* timeout
 passed) stops counting against ``alpha``, so one dead node cannot stall the walk; it is asked
 once more (``max_attempts``), since on a lossy network a lost datagram would otherwise drop a
-live node from the result, and a late answer to either request is still used.
+live node from the result, and a late answer to either request is still used. That second
+request does not count against ``alpha`` either: dead nodes near the target (a table full of
+peers that have exited) must never take the walk's parallelism from live ones, and a walk
+never waits for a request past its soft timeout.
 
 It never sends anything itself: the lookup manager (``dht.lookups``) asks ``next_requests()``,
 sends the queries, reports back with ``on_reply`` / ``on_stall`` / ``on_failure``, and asks
@@ -31,6 +34,7 @@ class CandidateState(enum.Enum):
     STALLED = 2  # soft timeout passed; may still answer
     REPLIED = 3
     FAILED = 4
+    RETRYING = 5  # asked again after a stall, outside ``alpha``
 
 
 class Candidate:
@@ -126,10 +130,9 @@ class Lookup:
         )
 
     def next_requests(self) -> list[Candidate]:
-        """Candidates to query now (marked PENDING). Empty when nothing should be sent."""
+        """Candidates to query now (marked PENDING, or RETRYING for a second request to a
+        stalled one, which takes no ``alpha`` slot). Empty when nothing should be sent."""
         out: list[Candidate] = []
-        if self._in_flight >= self.alpha:
-            return out
         seen = 0
         for c in self._candidates:
             if self._skipped(c):
@@ -138,27 +141,33 @@ class Lookup:
                 break
             seen += 1
             state = c.state
-            if state is CandidateState.NEW or state is CandidateState.STALLED:
+            if state is CandidateState.STALLED:
+                if self.queried >= self.max_queries:
+                    break
+                c.state = CandidateState.RETRYING
+            elif state is CandidateState.NEW and self._in_flight < self.alpha:
                 if self.queried >= self.max_queries:
                     break
                 c.state = CandidateState.PENDING
-                c.attempts += 1
-                c.outstanding += 1
                 self._in_flight += 1
-                self.queried += 1
-                out.append(c)
-                if self._in_flight >= self.alpha:
-                    break
+            else:
+                continue
+            c.attempts += 1
+            c.outstanding += 1
+            self.queried += 1
+            out.append(c)
         return out
 
     def unsend(self, c: Candidate) -> None:
         """The request for ``c`` could not be sent (no capacity): ask again later."""
         if c.state is CandidateState.PENDING:
-            c.state = CandidateState.NEW if c.attempts == 1 else CandidateState.STALLED
-            c.attempts -= 1
-            c.outstanding -= 1
             self._in_flight -= 1
-            self.queried -= 1
+        elif c.state is not CandidateState.RETRYING:
+            return
+        c.state = CandidateState.NEW if c.attempts == 1 else CandidateState.STALLED
+        c.attempts -= 1
+        c.outstanding -= 1
+        self.queried -= 1
 
     def on_reply(
         self,
@@ -191,6 +200,8 @@ class Lookup:
         if c.state is CandidateState.PENDING:
             c.state = CandidateState.STALLED
             self._in_flight -= 1
+        elif c.state is CandidateState.RETRYING:
+            c.state = CandidateState.STALLED  # out of attempts: out of the window
 
     def on_failure(self, c: Candidate, *, final: bool = False) -> None:
         """A request to ``c`` timed out or got an error. ``final``: never count it, even if
@@ -208,6 +219,8 @@ class Lookup:
         if c.state is CandidateState.PENDING:
             self._in_flight -= 1
             c.state = CandidateState.STALLED
+        elif c.state is CandidateState.RETRYING:
+            c.state = CandidateState.STALLED
         # Failed for good once no request to it is left and it has used its attempts.
         if c.outstanding <= 0 and c.attempts >= self.max_attempts:
             c.state = CandidateState.FAILED
@@ -221,8 +234,10 @@ class Lookup:
     @property
     def done(self) -> bool:
         """The walk is over: the ``k`` closest live candidates have answered (or are out of
-        the query budget), or, with fewer than ``k`` of them, nothing can still answer. A
-        lookup that only waits for a free slot to send is not done: its candidates are NEW."""
+        the query budget), or, with fewer than ``k`` of them, all of them have. A candidate
+        whose requests are past their soft timeouts and out of attempts is not waited for
+        (its hard timeout may be seconds away). A lookup that only waits for a free slot to
+        send is not done: its candidates are NEW."""
         seen = 0
         for c in self._candidates:
             if self._skipped(c):
@@ -234,8 +249,8 @@ class Lookup:
                 if c.state is not CandidateState.PENDING and self.queried >= self.max_queries:
                     continue  # out of budget: it will not be asked
                 return False
-        # Fewer than k live candidates: done once nothing can still answer.
-        return self._in_flight == 0 and not any(c.outstanding > 0 for c in self._candidates)
+        # Fewer than k live candidates, and every one has answered.
+        return True
 
     def closest(self, n: int | None = None) -> list[Candidate]:
         """The nodes that answered, closest first (with their tokens, for announce)."""

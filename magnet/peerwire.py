@@ -99,6 +99,15 @@ __all__ = [
 # we send ut_metadata with the id the peer put in its `m`, and recognise incoming ones by
 # the id we put in ours.
 #
+# BEP 10 addresses our extension handshake to peers whose reserved bits advertise the
+# extension protocol, which we learn from their handshake: `ext_handshake_due` says when
+# that moment has come. An initiator sends its handshake alone and the extension handshake
+# once theirs has arrived. Sending both in one write saves nothing on an outgoing
+# connection (no request may go before the peer's extension handshake anyway) and aria2
+# 1.36 bans a peer whose handshake arrives with more than 68 bytes behind it ("More than
+# BtHandshakeMessage::MESSAGE_LENGTH bytes are buffered"). `send_ext_handshake` still
+# allows pipelining for callers that know the peer, as a responder does.
+#
 # Like h11, trouble ends the connection for good. A peer that breaks the protocol produces
 # one `Violation(reason)`; a clean EOF produces `ConnectionClosed`. Either is terminal: the
 # state becomes CLOSED, `next_event` keeps returning that same event, later input is
@@ -216,6 +225,7 @@ class PeerConnection:
         "_alt_info_hash",
         "_buffer",
         "_eof",
+        "_ext_handshake_sent",
         "_extensions",
         "_handshake_sent",
         "_info_hash",
@@ -281,6 +291,7 @@ class PeerConnection:
         self._state = ConnectionState.HANDSHAKE
         self._terminal: Violation | ConnectionClosed | None = None
         self._handshake_sent = False
+        self._ext_handshake_sent = False
         self._remote_peer_id: bytes | None = None
         self._remote_reserved: bytes | None = None
         self._remote_extensions: dict[str, int] = {}
@@ -307,6 +318,19 @@ class PeerConnection:
     def remote_peer_id(self) -> bytes | None:
         """The peer's id, once its handshake arrived."""
         return self._remote_peer_id
+
+    @property
+    def ext_handshake_due(self) -> bool:
+        """True once our extension handshake should go out and has not: our handshake is
+        sent, the peer's arrived with the BEP 10 bit, and the connection is open."""
+        reserved = self._remote_reserved
+        return (
+            self._terminal is None
+            and self._handshake_sent
+            and not self._ext_handshake_sent
+            and reserved is not None
+            and bool(reserved[5] & 0x10)
+        )
 
     @property
     def remote_extensions(self) -> dict[str, int]:
@@ -582,6 +606,7 @@ class PeerConnection:
             d[b"p"] = listen_port
         if reqq is not None:
             d[b"reqq"] = reqq
+        self._ext_handshake_sent = True
         return _extended(EXT_HANDSHAKE, bencode2.bencode(d))
 
     def send_metadata_request(self, piece: int) -> bytes:

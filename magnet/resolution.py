@@ -60,7 +60,13 @@ Addr = tuple[str, int]
 MAX_METADATA_SIZE = 32 * 1024 * 1024
 MAX_SIZES = 4  # distinct metadata sizes claimed before further claimants are dropped
 METADATA_BUDGET_SLACK = 2 * 1024 * 1024  # bytes beyond max_metadata_size, over all sizes
-HANDSHAKE_LEN = 68  # BEP 3: the BitTorrent handshake
+# Redials after a failed handshake (hung up, MSE failed, timed out): a peer's first failure
+# before it spoke BitTorrent is redialled at once the other way of encrypting (see below);
+# after that, up to REDIALS more attempts, REDIAL_BACKOFF_S, then twice as long each time.
+# aria2 hangs up on (and bans the port of) a peer that broke its rules; loss on a long path
+# kills an MSE exchange now and then: one lost dial must not lose the only seed.
+REDIALS = 3
+REDIAL_BACKOFF_S = 1.0
 
 # How to dial (MSE/PE, see magnet/mse.py):
 #   auto    - plaintext first; a peer that hangs up before its handshake is redialled at once
@@ -115,6 +121,10 @@ class _State(enum.Enum):
     HANDSHAKE = 2  # connected, waiting for its handshakes
     READY = 3  # has metadata, requesting
     DONE = 4
+    WAITING = 5  # a dial failed: redialled at ``deadline``
+
+
+_ACTIVE = (_State.CONNECTING, _State.HANDSHAKE, _State.READY)
 
 
 class _Peer:
@@ -123,10 +133,13 @@ class _Peer:
         "conn",
         "deadline",
         "encrypt",
+        "plain_refused",
         "redialled",
+        "redials",
         "requested",
         "size",
         "source",
+        "spoke",
         "state",
         "stream",
     )
@@ -139,6 +152,9 @@ class _Peer:
         self.stream: EncryptedStream | None = None  # MSE/PE, when dialled encrypted
         self.encrypt = False  # dial this peer with MSE
         self.redialled = False  # the fallback attempt has been used
+        self.plain_refused = False  # it hung up on a plaintext handshake
+        self.redials = 0  # redials after back-off so far
+        self.spoke = False  # its BitTorrent handshake arrived on some connection
         self.deadline = 0.0
         self.size = 0
         self.requested: dict[int, float] = {}  # piece -> when asked
@@ -272,9 +288,10 @@ class Resolution:
             alt_info_hash=v2[:20] if v2 is not None and v2[:20] != self.info_hash else None,
         )
         peer.conn = conn
-        # Handshake and extension handshake in one write: saves a round trip, and BEP 10
-        # allows it; a request may only follow once theirs arrived.
-        hello = conn.send_handshake() + conn.send_ext_handshake()
+        # The handshake alone: the extension handshake follows once theirs has arrived
+        # (``_process``; why: magnet/peerwire.py). No request can go before their extension
+        # handshake anyway, so this costs no round trip.
+        hello = conn.send_handshake()
         if peer.encrypt:
             from magnet.encrypted_stream import EncryptedStream
             from magnet.mse import CryptoMethod, MseInitiator
@@ -284,17 +301,15 @@ class Resolution:
             if self.encryption != "require":
                 methods |= CryptoMethod.PLAINTEXT
             # Our BitTorrent handshake rides in the MSE initial payload (no extra round trip);
-            # the extension handshake is held until encryption is set up: libtorrent hangs
-            # up on an initial payload longer than the 68-byte handshake.
+            # libtorrent hangs up on an initial payload longer than the 68-byte handshake.
             stream = EncryptedStream(
                 MseInitiator(
                     self.info_hash,
                     provide=methods,
-                    initial_payload=hello[:HANDSHAKE_LEN],
+                    initial_payload=hello,
                     randbytes=self._randbytes,
                 )
             )
-            stream.send(hello[HANDSHAKE_LEN:])
             peer.stream = stream
             self._actions.append(Send(addr, stream.data_to_send()))
         else:
@@ -324,8 +339,8 @@ class Resolution:
     def connection_lost(self, addr: Addr, reason: str | None, now: float) -> None:
         """The connection ended (or could not be made); ``reason`` for a failed connect."""
         peer = self._peers.get(addr)
-        if peer is None or peer.state is _State.DONE or peer.state is _State.QUEUED:
-            return
+        if peer is None or peer.state in (_State.DONE, _State.QUEUED, _State.WAITING):
+            return  # (an old connection's end, after a redial was decided)
         if peer.state is _State.CONNECTING:
             why = "connect failed" if reason is None else f"connect failed: {reason}"
         elif peer.state is _State.HANDSHAKE:
@@ -344,7 +359,12 @@ class Resolution:
             if state is _State.CONNECTING and now >= peer.deadline:
                 self._finish(peer, "connect timed out", now)
             elif state is _State.HANDSHAKE and now >= peer.deadline:
-                self._finish(peer, "handshake timed out", now)
+                self._actions.append(Close(peer.addr, "handshake timed out"))
+                if not self._redial(peer, now):
+                    self._finish(peer, "handshake timed out", now, close=False)
+            elif state is _State.WAITING and now >= peer.deadline:
+                peer.state = _State.QUEUED
+                self._queue.appendleft(peer)
             elif state is _State.READY and peer.requested and now >= peer.deadline:
                 self._finish(peer, "stalled on a metadata request", now)
         if self.layers is not None and self.result is None:
@@ -356,7 +376,7 @@ class Resolution:
         deadlines = [
             p.deadline
             for p in self._peers.values()
-            if p.state in (_State.CONNECTING, _State.HANDSHAKE)
+            if p.state in (_State.CONNECTING, _State.HANDSHAKE, _State.WAITING)
             or (p.state is _State.READY and p.requested)
         ]
         layers = self.layers.deadline() if self.layers is not None else None
@@ -383,8 +403,13 @@ class Resolution:
 
     @property
     def idle(self) -> bool:
-        """Nothing queued or in progress: only new peers can change anything."""
-        return self._active == 0 and not self._queue
+        """Nothing queued, in progress or waiting to be redialled: only new peers can
+        change anything."""
+        return (
+            self._active == 0
+            and not self._queue
+            and not any(p.state is _State.WAITING for p in self._peers.values())
+        )
 
     # --- peer life cycle ---------------------------------------------------------------------
 
@@ -402,19 +427,41 @@ class Resolution:
             self._actions.append(Connect(peer.addr))
 
     def _redial(self, peer: _Peer, now: float) -> bool:
-        """A peer hung up before its handshake: try the other way of dialling once."""
-        if peer.redialled or self.encryption in ("off", "require") or self.result is not None:
+        """A dial of ``peer`` failed before the peer wire was up: dial it again, or say no.
+
+        A peer that hung up before its handshake may refuse the way we dialled: under
+        ``auto``/``prefer`` the first such failure is redialled at once the other way. Any
+        other handshake failure (and a second one) waits ``REDIAL_BACKOFF_S``, doubling, for
+        at most ``REDIALS`` more attempts. The way of dialling changes only while the peer
+        never spoke BitTorrent to us (once it did, that way works), and never back to
+        plaintext once the peer hung up on a plaintext handshake."""
+        if self.result is not None:
             return False
         conn = peer.conn
-        if conn is not None and conn.remote_peer_id is not None:
-            return False  # it did speak BitTorrent to us: the way we dialled was not the issue
+        spoke = conn is not None and conn.remote_peer_id is not None
+        other_way = self.encryption in ("auto", "prefer") and not spoke
+        if other_way and not peer.redialled:
+            peer.redialled = True
+            delay = 0.0
+        elif peer.redials < REDIALS:
+            delay = REDIAL_BACKOFF_S * 2**peer.redials
+            peer.redials += 1
+        else:
+            return False
+        if other_way:
+            # A peer that hung up on a plaintext handshake refuses plaintext: keep to MSE.
+            peer.plain_refused = peer.plain_refused or not peer.encrypt
+            peer.encrypt = peer.plain_refused or not peer.encrypt
         self._active -= 1
-        peer.redialled = True
-        peer.encrypt = not peer.encrypt
-        peer.state = _State.QUEUED
         peer.conn = None
         peer.stream = None
-        self._queue.appendleft(peer)
+        peer.requested.clear()
+        if delay:
+            peer.state = _State.WAITING  # its slot is free meanwhile
+            peer.deadline = now + delay
+        else:
+            peer.state = _State.QUEUED
+            self._queue.appendleft(peer)
         self._schedule(now)
         return True
 
@@ -422,7 +469,7 @@ class Resolution:
         """Done with ``peer``: count why, release its requests, close, try the next one."""
         if peer.state is _State.DONE:
             return
-        if peer.state is not _State.QUEUED:
+        if peer.state in _ACTIVE:
             self._active -= 1
         peer.state = _State.DONE
         peer.requested.clear()
@@ -472,9 +519,13 @@ class Resolution:
             if event is NEED_DATA:
                 break
             if isinstance(event, HandshakeReceived):
-                self.stats.connected += 1
+                if not peer.spoke:  # a redialled peer counts once
+                    peer.spoke = True
+                    self.stats.connected += 1
                 if not event.supports_extensions:
                     self._finish(peer, "no extension protocol (BEP 10)", now)
+                elif conn.ext_handshake_due:
+                    self._send(peer, conn.send_ext_handshake())
             elif isinstance(event, ExtHandshake):
                 self._on_ext_handshake(peer, event, now)
             elif isinstance(event, MetadataData):
@@ -589,8 +640,10 @@ class Resolution:
         self.result = result
         self._actions.append(result)
         for other in list(self._peers.values()):
-            if other.state not in (_State.QUEUED, _State.DONE):
+            if other.state in _ACTIVE:
                 self._finish(other, None, now)
+            elif other.state is _State.WAITING:
+                other.state = _State.DONE
 
     def _on_hash_message(
         self, peer: _Peer, msg: Hashes | HashReject | HashRequest, now: float
@@ -634,7 +687,7 @@ class Resolution:
             batch = b"".join(p.conn.send_hash_request(r) for r in layers.requests_for(p.addr, now))
             if batch:
                 self._send(p, batch)
-        waiting = (_State.QUEUED, _State.CONNECTING, _State.HANDSHAKE)
+        waiting = (_State.QUEUED, _State.CONNECTING, _State.HANDSHAKE, _State.WAITING)
         if (
             not layers.done
             and not layers.in_flight

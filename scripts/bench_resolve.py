@@ -49,8 +49,14 @@ Example::
 
     python scripts/bench_resolve.py --runs 10 --scenario dht-single --scenario dht-multi
 
-Everything stays on 127.0.0.0/8. Every process is started in its own session and killed (with
-its group) when it overruns ``--timeout`` or on Ctrl-C; swarms and trackers are torn down.
+``--wan`` runs the WAN lab benchmark instead (``scripts/bench_resolve_wan.py``: a libtorrent
+DHT with dead entries under emulated internet latency and loss; root)::
+
+    python scripts/bench_resolve.py --wan --rounds 5
+
+Everything stays on 127.0.0.0/8 (``--wan``: inside the lab's private network namespace).
+Every process is started in its own session and killed (with its group) when it overruns
+``--timeout`` or on Ctrl-C; swarms and trackers are torn down.
 """
 
 from __future__ import annotations
@@ -915,6 +921,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    raw = sys.argv[1:] if argv is None else argv
+    if "--wan" in raw:  # the WAN lab benchmark: options of its own (scripts/bench_resolve_wan.py)
+        from scripts.bench_resolve_wan import main as wan_main
+
+        return wan_main([a for a in raw if a != "--wan"])
     args = parse_args(argv)
     say: Callable[[str], None] = log if args.json else print
     try:

@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         required=True,
         help="the .torrent to write; with several magnets, a directory",
     )
-    p.add_argument("--ip", required=True, help="own loopback address, e.g. 127.0.5.2")
+    p.add_argument("--ip", required=True, help="own address, e.g. 127.0.5.2 (or a lab one)")
     p.add_argument(
         "--dht-node", action="append", default=[], metavar="HOST:PORT", help="repeatable"
     )
@@ -69,13 +69,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="extra libtorrent setting (repeatable; ints and true/false converted)",
     )
     args = p.parse_args(argv)
-    if not args.ip.startswith("127."):
-        p.error("--ip must be a 127.x.y.z address: everything stays on loopback")
+    if not _contained(args.ip):
+        p.error("--ip must be a 127.x.y.z or WAN lab (198.18.0.0/15) address")
     nodes = []
     for item in args.dht_node:
         host, sep, port = item.rpartition(":")
-        if not sep or not port.isdigit() or not host.startswith("127."):
-            p.error(f"--dht-node wants 127.x.y.z:PORT, got {item!r}")
+        if not sep or not port.isdigit() or not _contained(host):
+            p.error(f"--dht-node wants 127.x.y.z:PORT or a WAN lab address, got {item!r}")
         nodes.append((host, int(port)))
     args.dht_nodes = nodes
     extra: dict[str, Any] = {}
@@ -86,6 +86,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         extra[name] = setting_value(value)
     args.extra = extra
     return args
+
+
+#: Where the client may talk: loopback, and the WAN lab's prefix (wanlab; RFC 2544's
+#: benchmarking range, which exists only inside the lab's private network namespace).
+ALLOWED_NETS = ("127.0.0.0/8", "198.18.0.0/15")
+
+
+def _contained(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net) for net in ALLOWED_NETS)
 
 
 def setting_value(text: str) -> int | bool | str:
@@ -164,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     f = lt.ip_filter()
     f.add_rule("0.0.0.0", "255.255.255.255", 1)
     f.add_rule("127.0.0.0", "127.255.255.255", 0)
+    f.add_rule("198.18.0.0", "198.19.255.255", 0)  # the WAN lab (ALLOWED_NETS)
     f.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 1)
     f.add_rule("::1", "::1", 0)
     ses.set_ip_filter(f)

@@ -60,14 +60,19 @@ def client_node(
 
     ``bootstrap`` are the nodes it joins through (None: the public routers; empty: none, for
     a node that only pings). ``timeout`` is how long each of its queries waits for an answer
-    (default: ``DhtConfig``'s).
+    (default: ``DhtConfig``'s). Its lookups ask ``CLIENT_ALPHA`` nodes at a time.
     """
-    config = (
-        DhtConfig(read_only=True)
-        if timeout is None
-        else DhtConfig(read_only=True, query_timeout_s=timeout)
-    )
+    config = DhtConfig(read_only=True, alpha=CLIENT_ALPHA)
+    if timeout is not None:
+        config.query_timeout_s = timeout
     return Node(host, 0, bootstrap_routers=bootstrap, config=config)
+
+
+# A one-shot client waits on its lookup and nothing else: it asks five nodes at a time
+# (libtorrent's dht_search_branching) rather than a long-running node's three. In the WAN
+# lab (bench_resolve --wan, 20 rounds) the first peer came at 0.32 s instead of 0.36 s
+# (medians) and the resolve's median went from 1.33 s to 1.20 s.
+CLIENT_ALPHA = 5
 
 
 async def ping(target: Addr, *, timeout: float = 5.0) -> QueryAnswered:
@@ -118,26 +123,45 @@ class PeerSearch:
     async def _search(self) -> AsyncIterator[Addr]:
         async with client_node(self.bootstrap) as node:
             deadline = asyncio.get_running_loop().time() + self.timeout
+            joining = asyncio.create_task(node.bootstrap())
             try:
-                size = await asyncio.wait_for(node.bootstrap(), self.timeout)
-            except TimeoutError:
-                size = 0
-            if size == 0:
-                raise BootstrapError
-            stream = node.get_peers(self.info_hash)
-            while True:
-                # The deadline guards the wait for the next peer only, never our caller's
-                # work between peers.
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        peer = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    stream.cancel()
-                    break
-                yield peer
-            self.result = stream.result
+                # The lookup starts once a node has answered, not when the bootstrap walk
+                # ends: that walk may wait on dead nodes it was told of, and the lookup
+                # needs only one live node to start from.
+                if not await _first_answer(node, joining, deadline):
+                    raise BootstrapError
+                stream = node.get_peers(self.info_hash)
+                while True:
+                    # The deadline guards the wait for the next peer only, never our
+                    # caller's work between peers.
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            peer = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        stream.cancel()
+                        break
+                    yield peer
+                self.result = stream.result
+            finally:
+                joining.cancel()
+                await asyncio.gather(joining, return_exceptions=True)
+
+
+# How often the wait for a first answer looks at the routing table.
+_ANSWER_POLL_S = 0.01
+
+
+async def _first_answer(node: Node, joining: asyncio.Task[int], deadline: float) -> bool:
+    """Wait until a node has answered (it is in the table), the bootstrap ended with an
+    empty table, or ``deadline``. True when there is someone to ask."""
+    loop = asyncio.get_running_loop()
+    while not any(len(core.routing) for core in node.cores):
+        if joining.done() or loop.time() >= deadline:
+            return False
+        await asyncio.wait({joining}, timeout=min(_ANSWER_POLL_S, deadline - loop.time()))
+    return True
 
 
 def find_peers(

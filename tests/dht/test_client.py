@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import pytest
 
 import dht.io.client
+import dht.lookups
 from dht.io.client import (
     BootstrapError,
     DhtQueryError,
@@ -48,6 +49,7 @@ def test_client_node_is_read_only_and_keeps_its_routers_and_timeout() -> None:
             assert node.core.config.read_only and node.core.config.query_timeout_s == 1.5
         async with client_node(()) as node:
             assert node.routers == () and node.core.config.read_only
+            assert node.core.config.alpha == dht.io.client.CLIENT_ALPHA
 
     run(main())
 
@@ -117,6 +119,10 @@ def test_find_peers_without_a_bootstrap_answer_raises(silent_port: Addr) -> None
 def test_find_peers_ends_at_its_timeout_while_the_lookup_still_waits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Soft timeouts follow the round trip (a quarter second on loopback), which would end
+    # this lookup of dead nodes before the search's timeout: keep them at a second here.
+    monkeypatch.setattr(dht.lookups, "SOFT_TIMEOUT_MIN_S", 1.0)
+
     async def main() -> None:
         async with Testnet(8, seed=4) as net:
             make_node = dht.io.client.client_node
