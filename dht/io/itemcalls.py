@@ -55,6 +55,8 @@ class ItemCalls:
         item's signature), then put again hourly while this node runs, exactly as got (no
         private key needed), following the newest seq the network holds. None when it was
         not found: nothing is kept then (a caller may retry later)."""
+        if len(target) != 20:
+            raise ValueError(f"target is {len(target)} bytes, not 20")
         if len(salt) > MAX_SALT_BYTES:
             raise ValueError(f"salt is {len(salt)} bytes, BEP 44 allows {MAX_SALT_BYTES}")
         item = await self.get(target, salt=salt)
