@@ -47,8 +47,8 @@ def seq_of(item: Item) -> int | None:
 class RefreshItem(PutItem):
     """A put again of an item we hold: adopts a newer one, skips when the closest are fresh.
 
-    ``done(item, put)`` is called once the walk is over with the item now kept (adopted or
-    not) and whether a put phase follows.
+    ``done`` is called with it once the walk is over and the put phase (if any) started:
+    ``final_item()`` is the item now refreshed (adopted or not), ``put_to`` the puts sent.
     """
 
     kind = "refresh_item"
@@ -60,7 +60,7 @@ class RefreshItem(PutItem):
         item: Item,
         *,
         may_skip: bool,
-        done: Callable[[Item, bool], None] | None = None,
+        done: Callable[[RefreshItem], None] | None = None,
     ) -> None:
         salt = item.salt if isinstance(item, MutableItem) else b""
         super().__init__(request_id, item.target, item=item, salt=salt)
@@ -73,12 +73,10 @@ class RefreshItem(PutItem):
         if isinstance(held, MutableItem) and isinstance(best, MutableItem) and best.seq > held.seq:
             self.item = best  # the owner wrote since: follow it
         self.skipped = self.may_skip and self.closest_are_fresh()
+        finished = True if self.skipped else super().walk_done(now)
         if self.done is not None:
-            assert self.item is not None
-            self.done(self.item, not self.skipped)
-        if self.skipped:
-            return True
-        return super().walk_done(now)
+            self.done(self)
+        return finished
 
     def closest_are_fresh(self) -> bool:
         """At least K nodes answered, and the K closest of them hold ours or newer."""
@@ -175,13 +173,12 @@ class Republisher:
                 )
                 start_put(host, t, now)
 
-    def _refreshed_by(self, entry: _Entry) -> Callable[[Item, bool], None]:
-        def refreshed(item: Item, put: bool) -> None:
+    def _refreshed_by(self, entry: _Entry) -> Callable[[RefreshItem], None]:
+        def refreshed(t: RefreshItem) -> None:
             # The entry may have been replaced or dropped meanwhile: then it is not updated
             # in any table, only this closure's copy.
-            entry.item = item
-            entry.put_last = put
-            if not put:
-                self.skipped += 1
+            entry.item = t.final_item()
+            entry.put_last = t.put_to > 0  # nothing sent (no token, no one): nothing to trust
+            self.skipped += t.skipped
 
         return refreshed
