@@ -192,3 +192,21 @@ def test_kept_items_are_bounded_and_own_items_are_not_kept_twice() -> None:
     assert republisher.kept == 2 and len(republisher) == 1
     republisher.keep(items[4], net.now)
     assert republisher.kept == 2
+
+
+def test_forged_newer_copies_neither_stop_a_refresh_nor_are_adopted() -> None:
+    # Hostile closest nodes answer with a "newer" item under a forged signature, hoping that
+    # keepers skip their put (fresh copies) or adopt it; the signature check stops both.
+    net, nodes = network(60, item_republish_s=60.0)
+    owner, keeper = nodes[0], nodes[10]
+    put(net, owner, v=b"genuine")
+    genuine = keep(net, keeper)
+    assert isinstance(genuine, MutableItem)
+    forged = MutableItem(genuine.k, SALT, 99, encode_value(b"evil"), bytes(64))
+    for n in [n for n in nodes if TARGET in n.core.answers.items]:
+        n.core.answers.items.expire(net.now + 10 * HOUR)
+        assert n.core.answers.items.put(forged, "1.2.3.4", net.now) is None
+    puts = count_puts(net)
+    net.run_for(70)
+    assert keeper.core.republisher.skipped == 0 and puts.get(keeper.addr, 0) >= 8
+    assert keeper.core.republisher.item(TARGET) == genuine
