@@ -41,6 +41,7 @@ class DhtConfig:
     item_ttl_s: float = 2 * 3600.0  # BEP 44: two hours unless put again
     item_republish_s: float = 3600.0  # our own items are put again this often (BEP 44: hourly)
     max_own_items: int = 256  # items this node republishes for its user
+    max_kept_items: int = 256  # others' items this node was asked to keep alive (dht.keeper)
     max_values: int = 50  # peers per get_peers answer: keeps answers well under 1024 bytes
     # No answer is larger than max(answer_floor, answer_ratio * its query) bytes: a spoofed
     # query must not buy much more traffic toward its victim (lists are trimmed to fit).

@@ -1,4 +1,4 @@
-"""BEP 44 lookups: getting an item from the DHT, putting one, and republishing our own.
+"""BEP 44 lookups: getting an item from the DHT and putting one.
 
 ``GetItem`` walks toward the target with ``get`` queries (the same walk as get_peers) and
 keeps the best item the answers carry, checked as the BEP tells a requester to: an immutable
@@ -10,14 +10,12 @@ highest seen when none was asked for, and sends ``cas`` only to nodes that had t
 BEP: a node with nothing stored has nothing to compare). ``LookupDone.announced`` counts the
 nodes that accepted the put.
 
-``Republisher`` is the scheduled job of a node whose user put items: each is put again every
-``item_republish_s`` (BEP 44: hourly, so that it outlives the two-hour lifetime) while the
-node runs; it also expires the item store. Everything here is sans-IO, like ``dht.lookups``.
+Putting items again (our own hourly, and others' we keep) is ``dht.keeper``'s. Everything
+here is sans-IO, like ``dht.lookups``.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,13 +41,11 @@ __all__ = [
     "PutItem",
     "PutQuery",
     "PutResult",
-    "Republisher",
     "best_item",
     "start_get",
     "start_put",
 ]
 
-EXPIRE_EVERY_S = 60.0  # how often the item store drops what expired (memory, not correctness)
 MAX_ERRORS = 16  # distinct put refusals remembered per put
 
 
@@ -208,46 +204,6 @@ def start_put(core: DhtProtocol, t: PutItem, now: float) -> PutItem:
     """Start a put built by the caller (``PutItem(core.new_request_id(), ...)``)."""
     core.lookups.start(t, now)
     return t
-
-
-class Republisher:
-    """Our own items, put again every ``item_republish_s`` while the node runs (BEP 44).
-
-    At most ``max_own_items`` are kept (the oldest is forgotten first). ``tick`` runs with the
-    core's maintenance; it also expires the item store now and then.
-    """
-
-    def __init__(self, host: DhtProtocol, now: float) -> None:
-        self.host = host
-        self._own: OrderedDict[bytes, tuple[Item, float]] = OrderedDict()
-        self._expire_at = now + EXPIRE_EVERY_S
-
-    def __len__(self) -> int:
-        return len(self._own)
-
-    def add(self, item: Item, now: float) -> None:
-        """Keep ``item`` alive: it was just put, the next put is one period from now. A new
-        item under a target replaces the old (a mutable item's newer seq)."""
-        self._own.pop(item.target, None)
-        self._own[item.target] = (item, now + self.host.config.item_republish_s)
-        while len(self._own) > self.host.config.max_own_items:
-            self._own.popitem(last=False)
-
-    def remove(self, target: bytes) -> None:
-        self._own.pop(target, None)
-
-    def tick(self, now: float) -> None:
-        host = self.host
-        if now >= self._expire_at:
-            self._expire_at = now + EXPIRE_EVERY_S
-            host.answers.items.expire(now)
-        period = host.config.item_republish_s
-        due = [target for target, (_, at) in self._own.items() if at <= now]
-        for target in due:
-            item, _ = self._own[target]
-            self._own[target] = (item, now + period)
-            salt = item.salt if isinstance(item, MutableItem) else b""
-            start_put(host, PutItem(host.new_request_id(), target, item=item, salt=salt), now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from dht.config import VERSION, DhtConfig, Stats
 from dht.events import DhtEvent, ExternalAddressChanged, QueryFailed
 from dht.external_ip import ExternalIpVoter
 from dht.ids import bep42_exempt, bep42_id, bep42_valid, random_id
-from dht.itemlookups import Republisher
+from dht.keeper import Republisher
 from dht.lookups import Announce, FindNode, GetPeers, LookupManager
 from dht.maintenance import Bootstrap, Maintenance
 from dht.pool import NodePool

@@ -3,9 +3,10 @@
 ``serve_node`` is what ``magnetar node`` runs. It restores the node's identity and table from
 ``--state`` (a corrupt file is reported in one line and set aside; the node starts fresh),
 binds, joins the DHT in the background (saved nodes first, then the routers; the core
-retries with back-off if nobody answers), logs a status line and optionally prints a JSON
-stats line every interval, serves Prometheus metrics if asked, saves its state periodically
-and on the way out, and returns within a second or two of SIGINT/SIGTERM.
+retries with back-off if nobody answers), keeps the BEP 44 items it was asked to keep alive
+once joined (looking a while for one not found yet), logs a status line and optionally
+prints a JSON stats line every interval, serves Prometheus metrics if asked, saves its state
+periodically and on the way out, and returns within a second or two of SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from dht.io.node import Node
 from dht.protocol import DhtConfig
 from dht.wire import Addr
 
-__all__ = ["BindError", "NodeService", "format_status", "serve_node", "stop_on_signals"]
+__all__ = [
+    "BindError",
+    "NodeService",
+    "format_status",
+    "keep_item",
+    "serve_node",
+    "stop_on_signals",
+]
 
 log = logging.getLogger("dht.io.node")
 
@@ -84,6 +92,9 @@ class NodeService:
     state_interval: float = 60.0  # seconds between state saves
     metrics: Addr | None = None  # Prometheus endpoint
     emit: Callable[[str], None] | None = None  # where JSON stats lines go (default stdout)
+    keep: Sequence[tuple[bytes, bytes]] = ()  # (target, salt) of BEP 44 items to keep alive
+    keep_retry_s: float = 60.0  # an item not found yet is looked for again this much later
+    keep_tries: int = 30  # ... this many times in all, then given up (logged)
 
 
 def stats_record(node: Node) -> dict[str, Any]:
@@ -122,6 +133,28 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[asyncio.Event]:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+async def keep_item(node: Node, target: bytes, salt: bytes, retry_s: float, tries: int) -> bool:
+    """``node.keep`` the item, looking again every ``retry_s`` while it is not found (it may
+    not be put yet, or our table may still be thin), at most ``tries`` times."""
+    for attempt in range(1, tries + 1):
+        item = await node.keep(target, salt=salt)
+        if item is not None:
+            seq = getattr(item, "seq", None)
+            log.info("keeping item %s%s", target.hex(), "" if seq is None else f" (seq {seq})")
+            return True
+        if attempt < tries:
+            log.info(
+                "item %s not found (try %d of %d); looking again in %g s",
+                target.hex(),
+                attempt,
+                tries,
+                retry_s,
+            )
+            await asyncio.sleep(retry_s)
+    log.warning("item %s not found after %d tries; not kept", target.hex(), tries)
+    return False
 
 
 async def serve_node(service: NodeService, stop: asyncio.Event | None = None) -> None:
@@ -183,6 +216,12 @@ async def _serve_node(service: NodeService, stop: asyncio.Event) -> None:
     async def join() -> None:
         size = await node.bootstrap()
         log.info("joined the DHT: %d nodes in the routing table", size)
+        await asyncio.gather(
+            *(
+                keep_item(node, target, salt, service.keep_retry_s, service.keep_tries)
+                for target, salt in service.keep
+            )
+        )
 
     def save() -> None:
         if service.state_path:

@@ -50,6 +50,22 @@ class ItemCalls:
         await self._run_lookups([t.id for t in gets])
         return best_item([t.best for t in gets])
 
+    async def keep(self, target: bytes, *, salt: bytes = b"") -> Item | None:
+        """BEP 44: keep someone else's item alive. It is got (``salt`` checks a mutable
+        item's signature), then put again hourly while this node runs, exactly as got (no
+        private key needed), following the newest seq the network holds. None when it was
+        not found: nothing is kept then (a caller may retry later)."""
+        if len(target) != 20:
+            raise ValueError(f"target is {len(target)} bytes, not 20")
+        if len(salt) > MAX_SALT_BYTES:
+            raise ValueError(f"salt is {len(salt)} bytes, BEP 44 allows {MAX_SALT_BYTES}")
+        item = await self.get(target, salt=salt)
+        if item is not None:
+            now = self._now()
+            for core in self.cores:
+                core.republisher.keep(item, now)
+        return item
+
     async def put_immutable(self, value: object) -> PutResult:
         """BEP 44: store ``value`` (bytes, int, list or dict; at most 1000 bytes bencoded)
         under SHA-1 of its bencoding; it is put again hourly while this node runs."""

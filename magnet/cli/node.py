@@ -8,7 +8,24 @@ import typer
 
 from magnet.cli.options import EXIT_NOT_FOUND, BootstrapOption, fail, parse_bootstrap, run
 
-__all__ = ["node"]
+__all__ = ["node", "parse_keep"]
+
+
+def parse_keep(value: str) -> tuple[bytes, bytes]:
+    """``--keep TARGET[:SALT_HEX]`` as (target, salt); a bad one fails with exit code 2."""
+    from dht.items import MAX_SALT_BYTES
+
+    target_hex, _, salt_hex = value.partition(":")
+    try:
+        target = bytes.fromhex(target_hex)
+        salt = bytes.fromhex(salt_hex)
+    except ValueError:
+        fail(f"bad --keep {value!r}: TARGET[:SALT_HEX] in hex")
+    if len(target) != 20:
+        fail(f"bad --keep {value!r}: the target is 40 hex digits")
+    if len(salt) > MAX_SALT_BYTES:
+        fail(f"bad --keep {value!r}: the salt is at most {MAX_SALT_BYTES} bytes")
+    return target, salt
 
 
 def node(
@@ -62,6 +79,15 @@ def node(
     max_pending: Annotated[int, typer.Option(help="Queries of ours in flight.", min=16)] = 4096,
     max_info_hashes: Annotated[int, typer.Option(help="Info-hashes stored.", min=1)] = 20_000,
     max_peers: Annotated[int, typer.Option(help="Peers stored in all.", min=1)] = 200_000,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep",
+            metavar="TARGET[:SALT_HEX]",
+            help="BEP 44: keep this item alive (put it again hourly, following its newer "
+            "seq); repeatable. A mutable item's salt is given in hex.",
+        ),
+    ] = None,
 ) -> None:
     """Run a DHT node until SIGINT/SIGTERM, logging a status line periodically.
 
@@ -70,12 +96,15 @@ def node(
       magnetar node --port 6881 --state ~/.magnetar/node.state --stats-interval 60
 
       magnetar node --host :: --bootstrap-mode --metrics 127.0.0.1:9100
+
+      magnetar node --keep 4a5b...e2f0:686f6d65
     """
     from dht.addresses import format_hostport, parse_hostport
     from dht.io.daemon import BindError, NodeService, serve_node
     from dht.protocol import DhtConfig
 
     routers = parse_bootstrap(bootstrap)
+    kept = [parse_keep(value) for value in keep or ()]
     if state is not None:
         # Before anything binds: a device or a directory given as the state file is a
         # mistake to refuse (saving would replace it), not a file to move aside.
@@ -113,6 +142,7 @@ def node(
         stats_interval=stats_interval,
         state_path=state,
         metrics=metrics_addr,
+        keep=kept,
     )
     try:
         run(serve_node(service))
