@@ -30,14 +30,13 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dht.answer_size import fit_answer
 from dht.config import VERSION, DhtConfig, Stats
 from dht.events import DhtEvent, ExternalAddressChanged, QueryFailed
 from dht.external_ip import ExternalIpVoter
 from dht.ids import bep42_exempt, bep42_id, bep42_valid, random_id
-from dht.keeper import Republisher
 from dht.lookups import Announce, FindNode, GetPeers, LookupManager
 from dht.maintenance import Bootstrap, Maintenance
 from dht.pool import NodePool
@@ -62,6 +61,9 @@ from dht.wire import (
     encode_response,
     pack_addr,
 )
+
+if TYPE_CHECKING:
+    from dht.keeper import Republisher
 
 # DhtConfig, Stats and VERSION live in dht.config; drivers and the CLI import them from here.
 __all__ = ["VERSION", "DhtConfig", "DhtProtocol", "Stats"]
@@ -113,7 +115,9 @@ class DhtProtocol:
         self.maintenance = Maintenance(self, config=cfg, lookups=self.lookups, now=now)
         self.bootstrapper = Bootstrap(self, config=cfg, lookups=self.lookups, events=self._events)
         self.lookups.on_finished = self.bootstrapper.lookup_finished
-        self.republisher = Republisher(self, now)  # BEP 44: our own items, put again hourly
+        # BEP 44: our own and kept items, put again hourly (made on first use, see below).
+        self._republisher: Republisher | None = None
+        self._born = now
         # Rate limits (0: none): on the queries we answer, and on those we send.
         self._admission = QueryAdmission(
             rate_per_ip=cfg.rate_per_ip,
@@ -132,6 +136,16 @@ class DhtProtocol:
 
     # --- the sans-IO surface ------------------------------------------------------------------
 
+
+    @property
+    def republisher(self) -> Republisher:
+        """The BEP 44 republisher, made on first use: a one-shot client puts nothing, and
+        the item modules cost import time that resolve counts from process start."""
+        if self._republisher is None:
+            from dht.keeper import Republisher
+
+            self._republisher = Republisher(self, self._born)
+        return self._republisher
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         out = self._out
         self._out = []
@@ -169,7 +183,8 @@ class DhtProtocol:
         if now >= self.maintenance.next_at:
             self.lookups.expire(now)
             self.maintenance.tick(now)
-            self.republisher.tick(now)
+            if self._republisher is not None or self.answers.item_count:
+                self.republisher.tick(now)  # it also expires the items stored for others
         self.lookups.pump(now)
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
@@ -346,7 +361,7 @@ class DhtProtocol:
             "dropped": dict(st.dropped),
             "info_hashes": len(self.storage),
             "peers": self.storage.peer_count,
-            "items": len(self.answers.items),  # BEP 44 items stored for others
+            "items": self.answers.item_count,  # BEP 44 items stored for others
             "lookups": len(self.lookups),
             "pool": len(self.pool) if self.pool is not None else None,
             "pending": len(self._tx),

@@ -21,11 +21,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dht.events import DhtEvent, InfoHashSeen
-from dht.items import PutRejected, check_signature, parse_put, response_fields
-from dht.itemstore import ItemStore
 from dht.wire import ERROR_PROTOCOL, Addr, Query
 
 if TYPE_CHECKING:
+    from dht.itemstore import ItemStore
     from dht.protocol import DhtProtocol
 
 __all__ = ["Handler", "QueryAnswerer", "QueryRefusedError"]
@@ -56,14 +55,10 @@ class QueryAnswerer:
         self.rng = host.rng
         self.events = events
         self.nodes_key = b"nodes" if host.family == 4 else b"nodes6"
-        cfg = self.config
-        # BEP 44 items we keep for others (and our own, which we also put to the network).
-        self.items = ItemStore(
-            max_items=cfg.max_items,
-            max_bytes=cfg.max_item_bytes,
-            max_per_source=cfg.max_items_per_source,
-            ttl_s=cfg.item_ttl_s,
-        )
+        # BEP 44 items we keep for others (and our own, which we also put to the network),
+        # made on first use: a one-shot client never stores one, and the item modules cost
+        # import time that resolve counts from process start.
+        self._items: ItemStore | None = None
         self.handlers: dict[bytes, Handler] = {
             b"ping": self.ping,
             b"find_node": self.find_node,
@@ -73,6 +68,25 @@ class QueryAnswerer:
             b"get": self.get,
             b"put": self.put,
         }
+
+    @property
+    def items(self) -> ItemStore:
+        if self._items is None:
+            from dht.itemstore import ItemStore
+
+            cfg = self.config
+            self._items = ItemStore(
+                max_items=cfg.max_items,
+                max_bytes=cfg.max_item_bytes,
+                max_per_source=cfg.max_items_per_source,
+                ttl_s=cfg.item_ttl_s,
+            )
+        return self._items
+
+    @property
+    def item_count(self) -> int:
+        """Items stored, without making the store."""
+        return 0 if self._items is None else len(self._items)
 
     # --- the handlers -------------------------------------------------------------------------
 
@@ -140,6 +154,8 @@ class QueryAnswerer:
         r: dict[bytes, Any] = {b"id": self.host.node_id}
         self.add_nodes(r, q)
         if self.pool is None:  # a router stores nothing, so it hands out no token
+            from dht.items import response_fields
+
             r[b"token"] = self.tokens.issue(addr[0], now, target)
             r.update(response_fields(self.items.get(target, now), q.args.get(b"seq")))
         return r
@@ -150,6 +166,8 @@ class QueryAnswerer:
         rules: cas (301), seq (302) and the per-source and total caps."""
         if self.pool is not None:
             raise QueryRefusedError(ERROR_PROTOCOL, "a router stores no items")
+        from dht.items import PutRejected, check_signature, parse_put
+
         req = parse_put(q.args)
         if isinstance(req, PutRejected):
             raise QueryRefusedError(req.code, req.message)

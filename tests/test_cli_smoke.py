@@ -46,10 +46,7 @@ def test_starting_the_cli_imports_no_command_library() -> None:
         "print('\\n'.join(m for m in sys.modules if m.split('.')[0] in ('dht', 'magnet', 'crawl')"
         " or m in ('asyncio', 'sqlite3', 'aiohttp', 'rich')))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
-    )
-    loaded = set(out.stdout.split())
+    loaded = _modules_printed_by(probe)
     assert "magnet.cli.resolve" in loaded  # the probe does see our modules
     heavy = {
         m
@@ -58,3 +55,26 @@ def test_starting_the_cli_imports_no_command_library() -> None:
         or m in ("asyncio", "sqlite3", "aiohttp", "rich")
     }
     assert heavy == set()
+
+
+def test_the_resolve_path_loads_no_item_modules() -> None:
+    # A resolve's DHT client node never gets or puts a BEP 44 item: the item modules (and
+    # ed25519) are imported on first use, not with dht.Node, since resolve is timed from
+    # process start.
+    probe = (
+        "import sys, dht.io.node, dht.io.client, magnet.io.resolve; "
+        "print('\\n'.join(m for m in sys.modules if m.startswith(('dht', 'cryptography'))))"
+    )
+    loaded = _modules_printed_by(probe)
+    assert "dht.io.node" in loaded  # the probe does see our modules
+    item_modules = {"dht.items", "dht.itemstore", "dht.itemlookups", "dht.keeper"}
+    assert loaded & item_modules == set()
+    assert not any(m.startswith("cryptography") for m in loaded)
+
+
+def _modules_printed_by(probe: str) -> set[str]:
+    """Run ``probe`` in a fresh interpreter: the module names it prints, one a line."""
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    return set(out.stdout.split())

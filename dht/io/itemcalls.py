@@ -8,20 +8,15 @@ and waits for them through the node's ``_run_lookups``; the protocol work lives 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from dht.events import LookupDone
-from dht.itemlookups import PutItem, PutResult, best_item, start_get, start_put
-from dht.items import (
-    MAX_SALT_BYTES,
-    MAX_SEQ,
-    MAX_V_BYTES,
-    Item,
-    encode_value,
-    immutable_item,
-    mutable_target,
-    public_key,
-)
-from dht.protocol import DhtProtocol
+if TYPE_CHECKING:
+    # At run time each call imports what it needs: a node that never gets or puts an item
+    # (every resolve) does not pay the item modules' import time.
+    from dht.events import LookupDone
+    from dht.itemlookups import PutItem, PutResult
+    from dht.items import Item
+    from dht.protocol import DhtProtocol
 
 __all__ = ["ItemCalls"]
 
@@ -45,6 +40,8 @@ class ItemCalls:
         """BEP 44 get: the item stored under ``target`` with the highest seq the closest
         nodes hold, checked (hash or signature), or None. A mutable item's ``salt`` is needed
         to check its signature; ``seq`` asks only for an item newer than that."""
+        from dht.itemlookups import best_item, start_get
+
         now = self._now()
         gets = [start_get(c, target, now, salt=salt or b"", min_seq=seq) for c in self.cores]
         await self._run_lookups([t.id for t in gets])
@@ -55,6 +52,8 @@ class ItemCalls:
         item's signature), then put again hourly while this node runs, exactly as got (no
         private key needed), following the newest seq the network holds. None when it was
         not found: nothing is kept then (a caller may retry later)."""
+        from dht.items import MAX_SALT_BYTES
+
         if len(target) != 20:
             raise ValueError(f"target is {len(target)} bytes, not 20")
         if len(salt) > MAX_SALT_BYTES:
@@ -69,6 +68,9 @@ class ItemCalls:
     async def put_immutable(self, value: object) -> PutResult:
         """BEP 44: store ``value`` (bytes, int, list or dict; at most 1000 bytes bencoded)
         under SHA-1 of its bencoding; it is put again hourly while this node runs."""
+        from dht.itemlookups import PutItem
+        from dht.items import immutable_item
+
         item = immutable_item(value)
         return await self._put(lambda core: PutItem(core.new_request_id(), item.target, item=item))
 
@@ -83,6 +85,16 @@ class ItemCalls:
         """BEP 44: store ``value`` signed by the ed25519 key with this 32-byte seed, under
         SHA-1(public key + salt). ``seq`` None: one more than the highest the network holds;
         ``cas``: only replace the item if its seq is this one (error 301 otherwise)."""
+        from dht.itemlookups import PutItem
+        from dht.items import (
+            MAX_SALT_BYTES,
+            MAX_SEQ,
+            MAX_V_BYTES,
+            encode_value,
+            mutable_target,
+            public_key,
+        )
+
         v = encode_value(value)  # misuse is a ValueError now, not after the walk
         if len(v) > MAX_V_BYTES:
             raise ValueError(f"value is {len(v)} bytes bencoded, BEP 44 allows {MAX_V_BYTES}")
@@ -105,6 +117,8 @@ class ItemCalls:
         )
 
     async def _put(self, make: Callable[[DhtProtocol], PutItem]) -> PutResult:
+        from dht.itemlookups import PutResult, start_put
+
         now = self._now()
         puts = [start_put(c, make(c), now) for c in self.cores]
         await self._run_lookups([t.id for t in puts])
