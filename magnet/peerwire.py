@@ -7,35 +7,25 @@ peer may send (BEP 3 choke..cancel, BEP 5 port, BEP 6 fast extension, BEP 11 ut_
 unknown ids) is framed, skipped and reported. Shaped like h11: `receive_data` feeds bytes,
 `next_event` pulls events, the `send_*` methods return bytes to write. No sockets, no
 clock, no timers: a stalled peer is the caller's business.
+
+This module is the connection's state machine and its receiving half; the bytes themselves
+(constants, size caps, parsers of extension handshakes and ut_metadata, message builders)
+are in `magnet.wiremessages`, the `send_*` half in `magnet.peersend`.
 """
 
 from __future__ import annotations
 
 import enum
-import struct
 from collections.abc import Mapping
-from typing import Final, Literal
+from typing import Literal
 
-import bencode2
-
-from dht.version import CLIENT_NAME
-from magnet.bencode_spans import value_end
 from magnet.hashmsgs import (
-    HASH_REJECT,
-    HASH_REQUEST,
-    HASHES,
-    MAX_LENGTH,
     Hashes,
     HashMessageError,
     HashReject,
     HashRequest,
-    encode_hash_reject,
-    encode_hash_request,
-    encode_hashes,
     parse_hash_message,
 )
-from magnet.merkle import HASH_SIZE, MAX_TREE_HEIGHT
-from magnet.metadata import piece_length
 from magnet.peerevents import (
     NEED_DATA,
     ConnectionClosed,
@@ -51,10 +41,29 @@ from magnet.peerevents import (
     PeerEvent,
     Violation,
 )
+from magnet.peersend import PeerSending
 from magnet.receivebuffer import ReceiveBuffer
+from magnet.wiremessages import (
+    CLIENT_VERSION,
+    EXT_HANDSHAKE,
+    HANDSHAKE_BYTES,
+    MAX_HASH_BODY,
+    MAX_MESSAGE_BYTES,
+    MAX_METADATA_BYTES,
+    MSG_EXTENDED,
+    MSG_ID,
+    MSG_PORT,
+    PORT,
+    PROTOCOL,
+    SKIPPED_KINDS,
+    UT_METADATA,
+    parse_ext_handshake,
+    parse_ut_metadata,
+)
 
 __all__ = [
     "CLIENT_VERSION",
+    "HANDSHAKE_BYTES",
     "MAX_MESSAGE_BYTES",
     "MAX_METADATA_BYTES",
     "NEED_DATA",
@@ -75,6 +84,7 @@ __all__ = [
     "PeerConnection",
     "PeerEvent",
     "Role",
+    "UT_METADATA",
     "Violation",
 ]
 
@@ -115,67 +125,6 @@ __all__ = [
 # (a request before the peer said it speaks ut_metadata, a second handshake) also raises
 # `LocalProtocolError`, which is a bug in the caller, not the peer.
 
-PROTOCOL: Final = b"\x13BitTorrent protocol"
-HANDSHAKE_BYTES: Final = 68
-# BEP 10 extension protocol: reserved[5] & 0x10; BEP 5 DHT: reserved[7] & 0x01.
-RESERVED: Final = bytes([0, 0, 0, 0, 0, 0x10, 0, 0x01])
-# Set in reserved[7] on request: BEP 6 fast extension, BEP 52 v2 (hash messages; on a
-# hybrid, libtorrent answers a v1 handshake carrying it with the truncated v2 info-hash).
-RESERVED_FAST: Final = 0x04
-RESERVED_V2: Final = 0x10
-
-#: Largest message (after the 4-byte prefix) accepted by default: libtorrent's 1 MiB
-#: (bt_peer_connection.cpp) plus room for headers.
-MAX_MESSAGE_BYTES: Final = 1024 * 1024 + 1024
-#: Largest info dict a peer may announce by default: libtorrent's max_metadata_size.
-MAX_METADATA_BYTES: Final = 30 * 1024 * 1024
-CLIENT_VERSION: Final = CLIENT_NAME
-
-MSG_PORT: Final = 9
-MSG_BITFIELD: Final = 5
-MSG_HAVE_ALL: Final = 0x0E
-MSG_EXTENDED: Final = 20
-EXT_HANDSHAKE: Final = 0
-UT_METADATA: Final = "ut_metadata"
-# ut_metadata msg_type values (BEP 9). BEP 9's reject example encodes 1; 2 is right.
-UT_REQUEST: Final = 0
-UT_DATA: Final = 1
-UT_REJECT: Final = 2
-
-# Messages we frame and skip, by id: BEP 3, BEP 6 (fast extension), BEP 52 (hashes).
-_SKIPPED_KINDS: Final = {
-    0: "choke",
-    1: "unchoke",
-    2: "interested",
-    3: "not-interested",
-    4: "have",
-    5: "bitfield",
-    6: "request",
-    7: "piece",
-    8: "cancel",
-    0x0D: "suggest-piece",
-    0x0E: "have-all",
-    0x0F: "have-none",
-    0x10: "reject-request",
-    0x11: "allowed-fast",
-}
-
-# The front door for BEP 52 messages, checked once the id byte is in (before the body is
-# buffered): a request or reject is exactly its fields; a `hashes` at most the largest
-# range with a proof up the tallest tree. 4 + 4*4 + 32 field bytes, plus the id byte.
-_HASH_FIELDS_BYTES: Final = 1 + HASH_SIZE + 16
-_MAX_HASH_BODY: Final = {
-    HASH_REQUEST: _HASH_FIELDS_BYTES,
-    HASH_REJECT: _HASH_FIELDS_BYTES,
-    HASHES: _HASH_FIELDS_BYTES + HASH_SIZE * (MAX_LENGTH + MAX_TREE_HEIGHT),
-}
-
-_LENGTH = struct.Struct(">I")
-_HEADER = struct.Struct(">IB")
-_EXT_HEADER = struct.Struct(">IBB")
-_PORT = struct.Struct(">H")
-_ID = struct.Struct(">IB")
-
 
 class Role(enum.Enum):
     """Which end of the TCP connection we are."""
@@ -192,15 +141,7 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
 
 
-# Bencoded values nest; an ut_metadata header needs depth 1, so 32 is generous and bounds
-# the work a hostile peer can make us do.
-_MAX_BENCODE_DEPTH: Final = 32
-# libtorrent's own handshake is ~300 bytes; BEP 10 sets no limit, 64 KiB leaves room for
-# clients that send long version strings or many extensions.
-MAX_EXT_HANDSHAKE_BYTES: Final = 64 * 1024
-
-
-class PeerConnection:
+class PeerConnection(PeerSending):
     """One peer wire connection, sans IO (see the essay at the top of this module).
 
     Args:
@@ -225,10 +166,7 @@ class PeerConnection:
         "_alt_info_hash",
         "_buffer",
         "_eof",
-        "_ext_handshake_sent",
         "_extensions",
-        "_handshake_sent",
-        "_info_hash",
         "_local_names",
         "_local_ut_metadata",
         "_remote_extensions",
@@ -380,7 +318,7 @@ class PeerConnection:
         if length > self.max_message:
             return self._violation(f"message of {length} bytes exceeds {self.max_message}")
         if length and len(buffer) >= 5:
-            cap = _MAX_HASH_BODY.get(_ID.unpack(buffer.peek(5))[1])
+            cap = MAX_HASH_BODY.get(MSG_ID.unpack(buffer.peek(5))[1])
             if cap is not None and length > cap:
                 return self._violation(f"hash message of {length} bytes exceeds {cap}")
         if len(buffer) < 4 + length:
@@ -439,270 +377,29 @@ class PeerConnection:
         if msg_id == MSG_PORT:
             if len(body) != 2:
                 return self._violation("port message is not 2 bytes")
-            return DhtPort(_PORT.unpack(body)[0])
-        if msg_id in _MAX_HASH_BODY:
+            return DhtPort(PORT.unpack(body)[0])
+        if msg_id in MAX_HASH_BODY:
             try:
                 return parse_hash_message(msg_id, body)
             except HashMessageError as exc:
                 return self._violation(f"bad hash message: {exc}")
-        kind = _SKIPPED_KINDS.get(msg_id)
+        kind = SKIPPED_KINDS.get(msg_id)
         return Ignored(kind if kind else f"message #{msg_id}")
 
     def _read_ext_handshake(self, body: memoryview) -> PeerEvent:
-        # The front door: a size cap and a nesting bound checked by a flat scan before
-        # bencode2 builds anything (it takes ~16 ms to reject 60 KB of unclosed nesting).
-        if len(body) > MAX_EXT_HANDSHAKE_BYTES:
-            return self._violation(f"ext handshake over {MAX_EXT_HANDSHAKE_BYTES} bytes")
-        raw = bytes(body)
-        try:
-            if value_end(raw, 0, max_depth=_MAX_BENCODE_DEPTH) != len(raw):
-                return self._violation("ext handshake is not valid bencoding (bytes after it)")
-            d = bencode2.bdecode(raw)
-        except ValueError:  # BencodeError and BencodeDecodeError are ValueErrors
-            return self._violation("ext handshake is not valid bencoding")
-        if not isinstance(d, dict):
-            return self._violation("ext handshake is not a dict")
-        raw_m = d.get(b"m", {})
-        if not isinstance(raw_m, dict):
-            return self._violation("ext handshake 'm' is not a dict")
-        m: dict[str, int] = {}
-        for key, value in raw_m.items():
-            if type(value) is not int or not 0 <= value <= 255:
-                return self._violation("ext handshake 'm' has an id that is not 0..255")
-            m[key.decode("utf-8", "replace")] = value
-        size = d.get(b"metadata_size")
-        if size is not None:
-            if type(size) is not int or not 0 <= size <= self.max_metadata_size:
-                return self._violation(
-                    f"claims an absurd metadata size: metadata_size {size!r},"
-                    f" the cap is {self.max_metadata_size}"
-                )
-            # libtorrent treats 0 as "no metadata here"; so do we.
-            size = size or None
+        ev = parse_ext_handshake(body, self.max_metadata_size)
+        if isinstance(ev, Violation):
+            return self._violation(ev.reason)
         # BEP 10: each handshake updates the previous one; id 0 switches an extension off.
-        for name, ext_id in m.items():
+        for name, ext_id in ev.m.items():
             if ext_id:
                 self._remote_extensions[name] = ext_id
             else:
                 self._remote_extensions.pop(name, None)
-        if size is not None:
-            self._remote_metadata_size = size
-        return ExtHandshake(
-            m=m,
-            metadata_size=size,
-            client=_opt_text(d.get(b"v")),
-            reqq=_opt_int(d.get(b"reqq"), 1, 2**31 - 1),
-            yourip=_opt_ip(d.get(b"yourip")),
-            listen_port=_opt_int(d.get(b"p"), 1, 65535),
-        )
+        if ev.metadata_size is not None:
+            self._remote_metadata_size = ev.metadata_size
+        return ev
 
     def _read_ut_metadata(self, body: bytes) -> PeerEvent:
-        try:
-            if body[:1] != b"d":
-                raise ValueError("not a dict")
-            # BEP 9 data messages need the span: their dict is followed by raw bytes.
-            end = value_end(body, 0, max_depth=_MAX_BENCODE_DEPTH)
-            header = bencode2.bdecode(body[:end])
-        except ValueError:
-            return self._violation("ut_metadata header is not a bencoded dict")
-        msg_type = header.get(b"msg_type")
-        piece = header.get(b"piece")
-        if type(msg_type) is not int or type(piece) is not int:
-            return self._violation("ut_metadata message without int msg_type and piece")
-        if piece < 0:
-            return self._violation(f"ut_metadata piece {piece} is negative")
-        if msg_type == UT_REQUEST:
-            return MetadataRequest(piece)
-        if msg_type == UT_REJECT:
-            return MetadataReject(piece)
-        if msg_type != UT_DATA:
-            return Ignored(f"ut_metadata msg_type {msg_type}")  # BEP 9: unknown types ignored
-        total = header.get(b"total_size")
-        if type(total) is not int or not 0 < total <= self.max_metadata_size:
-            return self._violation(f"ut_metadata total_size {total!r} is not in 1..cap")
-        data = body[end:]
-        expected = piece_length(total, piece)
-        if expected is None:
-            return self._violation(f"ut_metadata piece {piece} is beyond total_size {total}")
-        if len(data) != expected:
-            return self._violation(
-                f"ut_metadata piece {piece} is {len(data)} bytes, not {expected}"
-            )
-        return MetadataData(piece, total, data)
-
-    # --- sending ----------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._terminal is not None:
-            raise LocalProtocolError("connection is closed")
-
-    def _check_messages_allowed(self) -> None:
-        """Messages may follow our handshake, even before the peer's arrives (pipelining)."""
-        self._check_open()
-        if not self._handshake_sent:
-            raise LocalProtocolError("send the handshake first")
-
-    def send_handshake(self, info_hash: bytes | None = None) -> bytes:
-        """Our 68-byte BEP 3 handshake, with the BEP 10 and DHT bits set (and the BEP 6 and
-        BEP 52 bits when `fast` and `v2` say so).
-
-        A responder created without an info-hash echoes the one the peer asked for, so it
-        must first have seen `HandshakeReceived` (and decided to serve that torrent).
-        ``info_hash`` lets a responder answer with another key of the same torrent (a
-        hybrid's truncated v2 hash to a v2 peer that dialled its v1 hash, as libtorrent
-        does); the connection then goes by it.
-
-        Raises:
-            LocalProtocolError: sent twice, after the end, or info-hash still unknown.
-        """
-        self._check_open()
-        if self._handshake_sent:
-            raise LocalProtocolError("handshake already sent")
-        if info_hash is not None:
-            if len(info_hash) != 20:
-                raise LocalProtocolError("info_hash must be 20 bytes")
-            self._info_hash = info_hash
-        if self._info_hash is None:
-            raise LocalProtocolError("info_hash unknown: wait for HandshakeReceived")
-        self._handshake_sent = True
-        reserved = bytearray(RESERVED)
-        reserved[7] |= (RESERVED_V2 if self.v2 else 0) | (RESERVED_FAST if self.fast else 0)
-        return PROTOCOL + bytes(reserved) + self._info_hash + self.peer_id
-
-    def send_ext_handshake(
-        self,
-        *,
-        metadata_size: int | None = None,
-        yourip: bytes | None = None,
-        listen_port: int | None = None,
-        reqq: int | None = None,
-    ) -> bytes:
-        """Our BEP 10 handshake: ``m`` = `extensions`, ``v`` = `client_version`.
-
-        Args:
-            metadata_size: overrides the constructor's value (a multi-torrent server learns
-                it only after the handshake); None keeps it, and no value omits the key.
-            yourip: the peer's address as we see it (4 or 16 bytes).
-            listen_port: our TCP listen port (``p``), useful on connections we opened.
-            reqq: how many outstanding requests we accept.
-
-        Raises:
-            LocalProtocolError: our handshake not sent yet, the peer's handshake lacks the
-                BEP 10 bit, or the connection is over.
-        """
-        self._check_messages_allowed()
-        if self._remote_reserved is not None and not self._remote_reserved[5] & 0x10:
-            raise LocalProtocolError("peer does not support the extension protocol")
-        size = self.metadata_size if metadata_size is None else metadata_size
-        d: dict[bytes, object] = {
-            b"m": {name.encode(): i for name, i in self._extensions.items()},
-            b"v": self.client_version.encode(),
-        }
-        if size is not None:
-            d[b"metadata_size"] = size
-        if yourip is not None:
-            d[b"yourip"] = yourip
-        if listen_port is not None:
-            d[b"p"] = listen_port
-        if reqq is not None:
-            d[b"reqq"] = reqq
-        self._ext_handshake_sent = True
-        return _extended(EXT_HANDSHAKE, bencode2.bencode(d))
-
-    def send_metadata_request(self, piece: int) -> bytes:
-        """BEP 9 request for piece ``piece``.
-
-        Raises:
-            LocalProtocolError: the peer has not advertised ut_metadata, or the connection
-                is over.
-        """
-        return self._ut_metadata({b"msg_type": UT_REQUEST, b"piece": piece})
-
-    def send_metadata_data(self, piece: int, total_size: int, data: bytes) -> bytes:
-        """BEP 9 data message: the header dict, then the piece's raw bytes.
-
-        Raises:
-            LocalProtocolError: ``data`` is not exactly piece ``piece`` of a ``total_size``
-                dict, the peer has not advertised ut_metadata, or the connection is over.
-        """
-        if len(data) != piece_length(total_size, piece):
-            raise LocalProtocolError(f"piece {piece} of a {total_size}-byte dict: wrong length")
-        header = {b"msg_type": UT_DATA, b"piece": piece, b"total_size": total_size}
-        return self._ut_metadata(header, data)
-
-    def send_metadata_reject(self, piece: int) -> bytes:
-        """BEP 9 reject (msg_type 2) for piece ``piece``."""
-        return self._ut_metadata({b"msg_type": UT_REJECT, b"piece": piece})
-
-    def send_dht_port(self, port: int) -> bytes:
-        """BEP 5 PORT message advertising our DHT node's UDP port."""
-        self._check_messages_allowed()
-        return _HEADER.pack(3, MSG_PORT) + _PORT.pack(port)
-
-    def send_hash_request(self, msg: HashRequest) -> bytes:
-        """BEP 52 `hash request` (21).
-
-        Raises:
-            LocalProtocolError: before our handshake, after the end, or a length below two
-                (BEP 52: a request names at least two hashes).
-        """
-        self._check_messages_allowed()
-        try:
-            return encode_hash_request(msg)
-        except HashMessageError as exc:
-            raise LocalProtocolError(str(exc)) from None
-
-    def send_hashes(self, msg: Hashes) -> bytes:
-        """BEP 52 `hashes` (22), the answer to a request with the same fields."""
-        self._check_messages_allowed()
-        return encode_hashes(msg)
-
-    def send_hash_reject(self, msg: HashReject) -> bytes:
-        """BEP 52 `hash reject` (23), refusing a request with the same fields."""
-        self._check_messages_allowed()
-        return encode_hash_reject(msg)
-
-    def send_have_all(self, pieces: int) -> bytes:
-        """That we have all ``pieces`` pieces: BEP 6 have-all when both sides set the fast
-        bit, else a BEP 3 bitfield of ``pieces`` ones (spare bits zero)."""
-        self._check_messages_allowed()
-        reserved = self._remote_reserved
-        if self.fast and reserved is not None and reserved[7] & RESERVED_FAST:
-            return _HEADER.pack(1, MSG_HAVE_ALL)
-        body = bytearray(b"\xff" * (pieces // 8))
-        if pieces % 8:
-            body.append((0xFF << (8 - pieces % 8)) & 0xFF)
-        return _HEADER.pack(len(body) + 1, MSG_BITFIELD) + bytes(body)
-
-    def send_keepalive(self) -> bytes:
-        """A keep-alive (zero-length message)."""
-        self._check_messages_allowed()
-        return _LENGTH.pack(0)
-
-    def _ut_metadata(self, header: dict[bytes, int], data: bytes = b"") -> bytes:
-        self._check_messages_allowed()
-        ext_id = self._remote_extensions.get(UT_METADATA)
-        if ext_id is None:
-            raise LocalProtocolError("peer has not advertised ut_metadata")
-        return _extended(ext_id, bencode2.bencode(header) + data)
-
-
-def _extended(ext_id: int, payload: bytes) -> bytes:
-    """Frame a BEP 10 extended message (id 20) addressed to the receiver's ``ext_id``."""
-    return _EXT_HEADER.pack(len(payload) + 2, MSG_EXTENDED, ext_id) + payload
-
-
-# Optional ext handshake fields: a peer that fills them badly loses the field, not the
-# connection, as nothing here depends on them.
-
-
-def _opt_int(value: object, low: int, high: int) -> int | None:
-    return value if type(value) is int and low <= value <= high else None
-
-
-def _opt_text(value: object) -> str | None:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else None
-
-
-def _opt_ip(value: object) -> bytes | None:
-    return value if isinstance(value, bytes) and len(value) in (4, 16) else None
+        ev = parse_ut_metadata(body, self.max_metadata_size)
+        return self._violation(ev.reason) if isinstance(ev, Violation) else ev

@@ -2,117 +2,78 @@
 
 ``resolve`` is the library entry point behind ``magnetar resolve``. It runs the sources of
 peers side by side (the link's ``x.pe`` at once, DHT get_peers lookups repeated while nothing
-resolves, and an announce to every tracker) next to a ``_Fetcher`` that carries out a
+resolves, and an announce to every tracker) next to a ``Fetcher`` that carries out a
 ``Resolution``'s actions over TCP and uTP (``magnet.io.dial`` races the two): open
 connections, write bytes, close, and keep its single timer armed. No protocol logic lives
-here; this module moves bytes and keeps time.
+here; this module moves bytes and keeps time. The sources of peers are in
+``magnet.io.peer_sources``, the result, error and failure explanations in
+``magnet.io.resolve_result`` (all re-exported here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from dht.addresses import AddressClass, AddressPolicy, classify, format_hostport
+from dht.addresses import format_hostport
 from dht.io.timer import CoreTimer
 from dht.version import PEER_ID_PREFIX
+from magnet.io.peer_sources import (
+    MAX_TRACKERS,
+    TRACKER_PORT,
+    TRACKER_TIMEOUT_S,
+    DhtDown,
+    dht_source,
+    give_up_if_alone,
+    peer_filter,
+    peer_policy,
+    tracker_source,
+)
+from magnet.io.resolve_result import (
+    Progress,
+    ResolveError,
+    ResolveResult,
+    explain_failure,
+    explain_trackers,
+    failure_kind,
+    layers_outcome,
+)
 from magnet.resolution import (
     Close,
     Connect,
     MetadataVerified,
     Resolution,
-    ResolutionStats,
     Resolved,
     Send,
 )
-from magnet.torrentfile import TorrentError, TorrentMeta, build_torrent, parse_info
+from magnet.torrentfile import TorrentError, parse_info
 from magnet.uri import MagnetLink, parse_info_hash_or_magnet
 
 if TYPE_CHECKING:
     from dht.io.node import Node
 
-__all__ = ["Progress", "ResolveError", "ResolveResult", "peer_policy", "resolve"]
+__all__ = [
+    "MAX_TRACKERS",
+    "TRACKER_PORT",
+    "TRACKER_TIMEOUT_S",
+    "Fetcher",
+    "Progress",
+    "ResolveError",
+    "ResolveResult",
+    "peer_policy",
+    "resolve",
+]
 
 Addr = tuple[str, int]
 CLIENT_PREFIX = PEER_ID_PREFIX  # Azureus-style peer id prefix, from dht.version
 
 
-log = logging.getLogger("magnet.io.resolve")
 _MAX_TRANSPORTS_KEPT = 1000  # peers whose transport the result lists
-
-
-class ResolveError(Exception):
-    """Resolution failed; ``str(exc)`` is one line saying why."""
-
-    def __init__(self, reason: str, kind: str, stats: ResolutionStats | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        # "bad-link", "no-dht", "no-peers", "no-metadata", "bad-metadata", "timeout"
-        self.kind = kind
-        self.stats = stats
-
-
-@dataclass(slots=True)
-class Progress:
-    """A snapshot for progress displays."""
-
-    nodes_asked: int = 0
-    nodes_answered: int = 0
-    lookups: int = 0
-    peers_found: int = 0
-    peers_tried: int = 0
-    peers_connected: int = 0
-    metadata_bytes: int = 0
-    metadata_size: int = 0
-
-
-@dataclass(slots=True)
-class ResolveResult:
-    link: MagnetLink
-    info: bytes  # the verified info dict, byte for byte as received
-    meta: TorrentMeta
-    peer: Addr
-    source: str
-    seconds: float
-    trace: list[tuple[str, float]] = field(default_factory=list)  # (phase, seconds from start)
-    # Where peers came from and how each source fared when the metadata arrived, e.g.
-    # {"dht": "2 lookups done, 16 nodes answered", "udp://t:1/announce": "pending"}.
-    sources: dict[str, str] = field(default_factory=dict)
-    # BEP 52 piece layers (root -> hashes), proven against the info dict's pieces roots.
-    piece_layers: dict[bytes, bytes] | None = None
-    # "fetched", "not needed" (v1, or no file over one piece), "skipped" (not asked for),
-    # "v1 link" (a hybrid named by its v1 hash alone: resolved as v1, as ever), or
-    # "missing" (asked for, not all fetched in time: the .torrent lacks them).
-    layers_status: str = "not needed"
-    layer_peers: tuple[Addr, ...] = ()  # whose hashes were kept
-    layers_seconds: float = 0.0  # from the metadata verified to the layers proven
-
-    transport: str = "tcp"  # what carried the metadata: "tcp" or "utp"
-    # Each peer that answered ("host:port") and the transport it answered on.
-    connections: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def complete(self) -> bool:
-        """The .torrent holds all its author's torrent had: no piece layers missing."""
-        return self.layers_status != "missing"
-
-    def torrent(self, *, creation_date: int | None = None) -> bytes:
-        """A complete .torrent: the info dict spliced in verbatim, the piece layers (v2),
-        the link's trackers."""
-        return build_torrent(
-            self.info,
-            trackers=self.link.trackers,
-            web_seeds=self.link.web_seeds,
-            creation_date=int(time.time()) if creation_date is None else creation_date,
-            piece_layers=self.piece_layers,
-        )
 
 
 # Linux's TCP_QUICKACK: acknowledge at once instead of up to 40 ms later. A seed that sends
@@ -128,7 +89,7 @@ class _PeerProtocol(asyncio.Protocol):
     """One connection to a peer, over TCP or uTP (``magnet.io.dial`` picks and may switch
     before the peer answers; ``transport.get_extra_info("transport")`` says which)."""
 
-    def __init__(self, fetcher: _Fetcher, addr: Addr) -> None:
+    def __init__(self, fetcher: Fetcher, addr: Addr) -> None:
         self.fetcher = fetcher
         self.addr = addr
         self.transport: asyncio.Transport | None = None
@@ -159,7 +120,7 @@ class _PeerProtocol(asyncio.Protocol):
         self.fetcher.lost(self, exc)
 
 
-class _Fetcher:
+class Fetcher:
     """Carries out a Resolution's actions over TCP and uTP."""
 
     def __init__(
@@ -346,7 +307,7 @@ async def resolve(
         max_metadata_size=max_metadata_size,
         encryption=encryption,
         randbytes=os.urandom,
-        accept=_peer_filter(link, policy),
+        accept=peer_filter(link, policy),
         piece_layers=piece_layers,
     )
     progress = Progress()
@@ -360,18 +321,18 @@ async def resolve(
         if on_progress is not None:
             on_progress(progress)
 
-    fetcher = _Fetcher(resolution, changed, transport)
+    fetcher = Fetcher(resolution, changed, transport)
     own_node: Node | None = None
     tasks: list[asyncio.Task[None]] = []
     dht_state = {"answered": 0, "asked": 0, "lookups": 0}
-    dht_down = _DhtDown()
+    dht_down = DhtDown()
     tracker_errors: dict[str, str] = {}
     tracker_urls = (
         list(dict.fromkeys([*link.trackers, *trackers]))[:MAX_TRACKERS] if use_trackers else []
     )
     try:
         for url in tracker_urls:
-            source = _tracker_source(
+            source = tracker_source(
                 url, link.dht_key, resolution.peer_id, fetcher, tracker_errors, mark, policy
             )
             tasks.append(asyncio.create_task(source))
@@ -387,11 +348,11 @@ async def resolve(
                 node = own_node
 
             dht_task = asyncio.create_task(
-                _dht_source(node, link.dht_key, fetcher, progress, dht_state, mark, dht_down)
+                dht_source(node, link.dht_key, fetcher, progress, dht_state, mark, dht_down)
             )
             # No router resolved or answered: unless a tracker may still bring peers, say so
             # now rather than after the whole timeout (as ``peers`` does).
-            dht_down.on_change = lambda: _give_up_if_alone(
+            dht_down.on_change = lambda: give_up_if_alone(
                 fetcher, dht_down, tasks, tracker_urls, tracker_errors
             )
             for task in tasks:  # the trackers: the last to end empty leaves the DHT alone
@@ -405,11 +366,11 @@ async def resolve(
             # The metadata may have come without all of its piece layers: see the docstring.
             resolved = None if fetcher.verified is None else fetcher.verified.result
         if resolved is None:
-            reason = _explain_failure(resolution, dht_state, use_dht, timeout, transport)
+            reason = explain_failure(resolution, dht_state, use_dht, timeout, transport)
             if tracker_urls and not resolution.stats.known:
-                reason += "; " + _explain_trackers(tracker_urls, tracker_errors)
+                reason += "; " + explain_trackers(tracker_urls, tracker_errors)
             raise ResolveError(
-                reason, _failure_kind(resolution, dht_state, use_dht), resolution.stats
+                reason, failure_kind(resolution, dht_state, use_dht), resolution.stats
             ) from None
         if fetcher.verified is None:
             mark("metadata verified")
@@ -445,11 +406,11 @@ async def resolve(
             time.monotonic() - started,
             trace,
             sources,
-            **_layers_outcome(meta, resolved, fetcher, piece_layers),
+            **layers_outcome(
+                meta, resolved, fetcher.verified_at, fetcher.res.piece_layers, piece_layers
+            ),
             transport=fetcher.transports.get(resolved.peer, "tcp"),
-            connections={
-                format_hostport(addr): kind for addr, kind in fetcher.transports.items()
-            },
+            connections={format_hostport(addr): kind for addr, kind in fetcher.transports.items()},
         )
     finally:
         dht_down.on_change = lambda: None  # the answer is given: nothing more to decide
@@ -463,228 +424,3 @@ async def resolve(
         fetcher.close()
         if own_node is not None:
             own_node.close()
-
-
-def _layers_outcome(
-    meta: TorrentMeta, resolved: Resolved, fetcher: _Fetcher, wanted: bool
-) -> dict[str, Any]:
-    """The piece-layer fields of a ``ResolveResult``."""
-    from magnet.layers import layer_files
-
-    if resolved.piece_layers is not None:
-        return {
-            "piece_layers": resolved.piece_layers,
-            "layers_status": "fetched",
-            "layer_peers": resolved.layer_peers,
-            "layers_seconds": time.monotonic() - fetcher.verified_at,
-        }
-    if not layer_files(meta):
-        return {"layers_status": "not needed"}
-    if not fetcher.res.piece_layers and wanted:
-        # A hybrid found by its v1 hash: a v1 link gets what it always got (the v1 piece
-        # hashes check every piece), and v1 peers may not speak BEP 52 at all.
-        return {"layers_status": "v1 link"}
-    return {"layers_status": "missing" if wanted else "skipped"}
-
-
-class _DhtDown:
-    """Why the DHT cannot be reached (None while it can), and whom to tell when that
-    changes: a resolve with no other source of peers then ends at once."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        self.on_change: Callable[[], None] = lambda: None
-
-    def set(self, reason: str | None) -> None:
-        if reason != self.reason:
-            self.reason = reason
-            self.on_change()
-
-
-def _give_up_if_alone(
-    fetcher: _Fetcher,
-    dht_down: _DhtDown,
-    tasks: list[asyncio.Task[None]],
-    tracker_urls: list[str],
-    tracker_errors: dict[str, str],
-) -> None:
-    """End the resolve with ``no-dht`` when the DHT is unreachable and nothing else can bring
-    a peer: none known, and every tracker has answered (or failed)."""
-    if dht_down.reason is None or fetcher.done.done() or fetcher.res.stats.known:
-        return
-    if any(not task.done() for task in tasks[: len(tracker_urls)]):
-        return
-    reason = dht_down.reason
-    if tracker_urls:
-        reason += "; " + _explain_trackers(tracker_urls, tracker_errors)
-    fetcher.done.set_exception(ResolveError(reason, "no-dht", fetcher.res.stats))
-
-
-async def _dht_source(
-    node: Node,
-    key: bytes,
-    fetcher: _Fetcher,
-    progress: Progress,
-    dht_state: dict[str, int],
-    mark: Callable[[str], None],
-    dht_down: _DhtDown,
-) -> None:
-    """Repeated get_peers lookups until cancelled: swarms announce every few minutes, so a
-    lookup that found nothing may find peers a little later. While the routing table is
-    empty each lookup starts from the routers; if none resolves, or the lookup from them
-    reaches nobody, ``dht_down`` says so (and is cleared when a later one succeeds)."""
-    from dht.io.routers import resolve_routers
-
-    seeds: list[Addr] = []
-    if len(node.core.routing) == 0:
-        seeds = await resolve_routers(node.routers)
-        if not seeds:
-            dht_down.set(_no_router_resolved(node.routers))
-    mark("dht lookup started")
-    pause = 1.0
-    first_peer = True
-    while True:
-        stream = node.get_peers(key, seeds=seeds)
-        try:
-            async for peer in stream:
-                if first_peer:
-                    mark("first peer from dht")
-                    first_peer = False
-                fetcher.add_peers([peer], "dht")
-        finally:
-            stream.cancel()
-        result = stream.result
-        dht_state["lookups"] += 1
-        progress.lookups = dht_state["lookups"]
-        if result is not None:
-            dht_state["asked"] += result.queried
-            dht_state["answered"] += result.replied
-            progress.nodes_asked = dht_state["asked"]
-            progress.nodes_answered = dht_state["answered"]
-            if result.replied or len(node.core.routing):
-                dht_down.set(None)
-            elif seeds:
-                dht_down.set(f"no DHT node answered the bootstrap ({len(seeds)} asked)")
-        if len(node.core.routing) == 0:
-            seeds = await resolve_routers(node.routers)
-            if not seeds:
-                dht_down.set(_no_router_resolved(node.routers))
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 15.0)
-
-
-def _no_router_resolved(routers: Sequence[Addr]) -> str:
-    if not routers:
-        return "no DHT node to ask: no bootstrap router given"
-    return f"no DHT node to ask: none of the {len(routers)} bootstrap routers resolved"
-
-
-MAX_TRACKERS = 20
-TRACKER_TIMEOUT_S = 15.0
-TRACKER_PORT = 6881  # what we announce: trackers want a port; we do not listen for pieces
-
-
-async def _tracker_source(
-    url: str,
-    key: bytes,
-    peer_id: bytes,
-    fetcher: _Fetcher,
-    errors: dict[str, str],
-    mark: Callable[[str], None],
-    policy: AddressPolicy,
-) -> None:
-    """One announce to one tracker, its peers into the pool; a failure is only recorded.
-    The tracker's host passes ``policy`` after DNS (and after every redirect)."""
-    from magnet.io.trackers import TrackerError, announce
-
-    try:
-        result = await announce(
-            url,
-            key,
-            peer_id=peer_id,
-            port=TRACKER_PORT,
-            timeout=TRACKER_TIMEOUT_S,
-            accept=policy.acceptable,
-        )
-    except TrackerError as exc:
-        errors[url] = exc.reason
-        return
-    except Exception as exc:  # the one boundary for this tracker's answer: record, go on
-        log.exception("tracker %s: unexpected error", url)
-        errors[url] = f"unexpected error: {type(exc).__name__}"
-        return
-    errors[url] = f"{len(result.peers)} peers"
-    if result.peers:
-        mark(f"peers from tracker {url}")
-        fetcher.add_peers(result.peers, f"tracker {url}")
-
-
-def peer_policy(
-    link: MagnetLink,
-    *,
-    node: Node | None = None,
-    bootstrap: Sequence[Addr] | None = None,
-    allow_private: bool = False,
-) -> AddressPolicy:
-    """Which peers and tracker hosts a resolve may connect to.
-
-    ``allow_private`` opens private and loopback addresses. Otherwise the DHT node's network
-    decides, as ``dht.io.node`` does for nodes (``AddressPolicy.for_network``: its bind
-    address and its bootstrap addresses), widened by the link's own ``x.pe`` peers: a user
-    who hands us a loopback or LAN peer, or bootstraps from one, is on a lab network.
-    """
-    if allow_private:
-        return AddressPolicy(allow_private=True, allow_loopback=True)
-    if node is not None:
-        host, routers = node.host, tuple(node.routers)
-    else:
-        host, routers = "0.0.0.0", tuple(bootstrap or ())
-    return AddressPolicy.for_network(host, (*routers, *link.peers))
-
-
-def _peer_filter(link: MagnetLink, policy: AddressPolicy) -> Callable[[Addr], bool]:
-    """``policy`` for peers, except host names the link itself names in ``x.pe``: the user
-    chose those, and the policy judges addresses, not names (DHT peers are addresses)."""
-    named = frozenset(p for p in link.peers if not _is_ip(p[0]))
-    if not named:
-        return policy.acceptable
-    return lambda addr: addr in named or policy.acceptable(addr)
-
-
-def _is_ip(host: str) -> bool:
-    return classify(host) is not AddressClass.INVALID
-
-
-def _explain_trackers(urls: list[str], errors: dict[str, str]) -> str:
-    parts = [f"{url}: {errors.get(url, 'no answer yet')}" for url in urls[:3]]
-    more = f" (+{len(urls) - 3} more)" if len(urls) > 3 else ""
-    return "trackers: " + ", ".join(parts) + more
-
-
-def _failure_kind(res: Resolution, dht_state: dict[str, int], use_dht: bool) -> str:
-    if res.stats.known:
-        return "no-metadata"
-    if use_dht and dht_state["answered"] == 0:
-        return "no-dht"
-    return "no-peers"
-
-
-def _explain_failure(
-    res: Resolution, dht_state: dict[str, int], use_dht: bool, timeout: float, transport: str
-) -> str:
-    st = res.stats
-    head = f"no metadata after {timeout:g} s: "
-    if st.known == 0:
-        if not use_dht:
-            return head + "no peers known (DHT off, no x.pe peers in the link)"
-        if dht_state["answered"] == 0:
-            return head + "no DHT node answered"
-        return (
-            head + f"{dht_state['answered']} DHT nodes answered in {dht_state['lookups']} lookups, "
-            "but none knows peers for this info-hash"
-        )
-    why = head + res.explain()
-    if transport != "auto" and st.connected == 0:
-        other = "uTP" if transport == "tcp" else "TCP"
-        why += f" (over {transport.upper()} only: peers that accept only {other} are missed)"
-    return why
