@@ -9,11 +9,15 @@ who may send them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from magnet.dialstate import DialPeer, DialState, PeerHost
-from magnet.layers import LayerFetcher, fetcher_for
 from magnet.metadata import MetadataAssembler
 from magnet.peerwire import Hashes, HashReject, HashRequest
 from magnet.resolution_actions import Addr, MetadataVerified, Resolved
+
+if TYPE_CHECKING:
+    from magnet.layers import LayerFetcher
 
 __all__ = ["LayersPhase"]
 
@@ -29,7 +33,9 @@ class LayersPhase(PeerHost):
     def _verified(self, result: Resolved, now: float) -> None:
         """The metadata is in: done, or on to the piece layers of a v2 torrent."""
         layers: LayerFetcher[Addr] | None = None
-        if self.piece_layers:
+        if self.piece_layers:  # a v2 or hybrid link: only then is magnet.layers imported
+            from magnet.layers import fetcher_for
+
             layers = fetcher_for(result.info, self.request_timeout)
         if layers is None:
             self._resolved(result, now)

@@ -8,11 +8,15 @@ and a peer dropped when its data alone fails the info-hash.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from magnet.dialstate import DialPeer, DialState, PeerHost
-from magnet.layers import LayerFetcher
 from magnet.metadata import MetadataAssembler, MetadataError, piece_count
 from magnet.peerwire import LocalProtocolError, MetadataData
 from magnet.resolution_actions import Addr, Resolved
+
+if TYPE_CHECKING:
+    from magnet.layers import LayerFetcher
 
 __all__ = ["MAX_METADATA_SIZE", "MAX_SIZES", "METADATA_BUDGET_SLACK", "MetadataPhase"]
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from magnet.dialstate import (
     ACTIVE,
@@ -34,7 +35,6 @@ from magnet.dialstate import (
     encrypted_dial,
     redial_delay,
 )
-from magnet.layers import LayerFetcher
 from magnet.layersphase import LayersPhase
 from magnet.metadata import MetadataAssembler
 from magnet.metadataphase import (
@@ -68,6 +68,9 @@ from magnet.resolution_actions import (
     Send,
     explain,
 )
+
+if TYPE_CHECKING:
+    from magnet.layers import LayerFetcher
 
 __all__ = [
     "ENCRYPTION_POLICIES",

@@ -57,18 +57,20 @@ def test_starting_the_cli_imports_no_command_library() -> None:
     assert heavy == set()
 
 
-def test_the_resolve_path_loads_no_item_modules() -> None:
-    # A resolve's DHT client node never gets or puts a BEP 44 item: the item modules (and
-    # ed25519) are imported on first use, not with dht.Node, since resolve is timed from
-    # process start.
+def test_the_resolve_path_loads_no_item_or_layer_modules() -> None:
+    # A resolve's DHT client node never gets or puts a BEP 44 item, and a v1 link needs no
+    # BEP 52 piece layers: those modules (and ed25519) are imported on first use, not with
+    # dht.Node or magnet.resolve, since resolve is timed from process start.
     probe = (
         "import sys, dht.io.node, dht.io.client, magnet.io.resolve; "
-        "print('\\n'.join(m for m in sys.modules if m.startswith(('dht', 'cryptography'))))"
+        "print('\\n'.join(m for m in sys.modules"
+        " if m.startswith(('dht', 'magnet', 'cryptography'))))"
     )
     loaded = _modules_printed_by(probe)
     assert "dht.io.node" in loaded  # the probe does see our modules
     item_modules = {"dht.items", "dht.itemstore", "dht.itemlookups", "dht.keeper"}
     assert loaded & item_modules == set()
+    assert "magnet.layers" not in loaded
     assert not any(m.startswith("cryptography") for m in loaded)
 
 
