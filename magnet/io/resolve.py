@@ -220,13 +220,16 @@ class Fetcher:
 
     def close(self) -> None:
         self._timer.cancel()
-        for task in self._connecting.values():
+        connecting, self._connecting = list(self._connecting.values()), {}
+        opened, self._open = list(self._open.values()), {}
+        # Emptied first: aborting a dialled stream with no connection under it tells its
+        # protocol at once (``connection_lost`` -> ``lost``), which must find nothing to
+        # remove nor anything to decide while everything is being closed.
+        for task in connecting:
             task.cancel()
-        for proto in self._open.values():
+        for proto in opened:
             if proto.transport is not None:
                 proto.transport.abort()
-        self._connecting.clear()
-        self._open.clear()
         self.dialer.close()
 
 
