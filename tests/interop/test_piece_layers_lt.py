@@ -12,9 +12,6 @@ original piece layers.
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from magnet.torrentfile import build_torrent, info_span, parse_torrent
+from tests.interop.magnetar_cli import resolve_ok
 
 if TYPE_CHECKING:
     from tests.interop.ltswarm import LtSwarm, TorrentSpec
@@ -54,28 +52,7 @@ def seeded(lt_swarm: LtSwarm, layered: dict[str, TorrentSpec]) -> dict[str, Torr
 
 
 def magnetar_resolve(magnet: str, boot: tuple[str, int], out: Path, *extra: str) -> Any:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "magnet",
-            "resolve",
-            magnet,
-            "-b",
-            f"{boot[0]}:{boot[1]}",
-            "-o",
-            str(out),
-            "--json",
-            "--timeout",
-            "30",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return json.loads(proc.stdout)
+    return resolve_ok(magnet, out, *extra, boot=boot)
 
 
 def original_layers(spec: TorrentSpec) -> bytes:

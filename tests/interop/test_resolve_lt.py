@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from magnet.torrentfile import info_span
+from tests.interop.magnetar_cli import resolve_ok
 
 if TYPE_CHECKING:
     from tests.interop.ltswarm import LtSwarm, TorrentSpec
@@ -23,29 +21,7 @@ pytestmark = pytest.mark.interop
 def magnetar_resolve(
     magnet: str, boot: tuple[str, int], out: Path, *extra: str
 ) -> dict[str, object]:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "magnet",
-            "resolve",
-            magnet,
-            "-b",
-            f"{boot[0]}:{boot[1]}",
-            "-o",
-            str(out),
-            "--json",
-            "--timeout",
-            "30",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    record: dict[str, object] = json.loads(proc.stdout)
-    return record
+    return resolve_ok(magnet, out, *extra, boot=boot)
 
 
 @pytest.mark.parametrize(

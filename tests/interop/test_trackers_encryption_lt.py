@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from magnet.torrentfile import info_span
+from tests.interop.magnetar_cli import resolve_ok
 
 if TYPE_CHECKING:
     from tests.interop.ltswarm import LtNode, LtSwarm, TorrentSpec
@@ -27,26 +28,7 @@ NOWHERE = "127.0.0.1:9"  # a "DHT" that does not answer
 
 
 def resolve(magnet: str, out: Path, *extra: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "magnet",
-            "resolve",
-            magnet,
-            "-o",
-            str(out),
-            "--json",
-            "--timeout",
-            "30",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    record: dict[str, Any] = json.loads(proc.stdout)
+    record = resolve_ok(magnet, out, *extra)
     data = out.read_bytes()
     record["info"] = data[info_span(data)]
     return record

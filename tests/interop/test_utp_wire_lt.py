@@ -9,10 +9,7 @@ session teardown is slower with it); the sessions here switch it back on, or tur
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +18,7 @@ import pytest
 
 from magnet.torrentfile import info_span, parse_torrent
 from tests.interop.conftest import require_libtorrent
+from tests.interop.magnetar_cli import run_resolve
 
 if TYPE_CHECKING:
     from tests.interop.ltswarm import LtNode, LtSwarm, TorrentSpec
@@ -47,28 +45,7 @@ def magnetar_resolve(
     magnet: str, boot: tuple[str, int], out: Path, *extra: str, timeout: float = 30
 ) -> tuple[int, dict[str, Any], str]:
     """`magnetar resolve --json` as a user runs it: (exit code, JSON record, stderr)."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "magnet",
-            "resolve",
-            magnet,
-            "-b",
-            f"{boot[0]}:{boot[1]}",
-            "-o",
-            str(out),
-            "--json",
-            "--timeout",
-            str(timeout),
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout + 60,
-    )
-    record: dict[str, Any] = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    return proc.returncode, record, proc.stderr
+    return run_resolve(magnet, out, *extra, boot=boot, timeout=timeout)
 
 
 @pytest.mark.parametrize("kind", ["single", "multi", "big"])
