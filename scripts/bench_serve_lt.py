@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,21 +37,6 @@ if TYPE_CHECKING:
 
 #: libtorrent's defaults for peer connections (the harness switches uTP off): uTP and TCP.
 DEFAULT_TRANSPORTS: dict[str, Any] = {"enable_outgoing_utp": True, "enable_incoming_utp": True}
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port number free for both TCP and UDP (serve takes both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-            return port
-    raise OSError("no port free for both TCP and UDP")
 
 
 def wait_bootstrapped(node: LtNode) -> None:
@@ -73,6 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from tests.interop.ltswarm import LtNode, LtSwarm, make_torrent
+    from tests.interop.ports import free_tcp_udp_port
 
     times: dict[str, list[float]] = {"serve": [], "libtorrent": []}
     with tempfile.TemporaryDirectory(prefix="bench-serve-lt-") as tmp, LtSwarm(
@@ -85,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         swarm.seed(seeded, node=seed)
         torrent = work / "served.torrent"
         torrent.write_bytes(served.torrent)
-        port = free_port()
+        port = free_tcp_udp_port()
         command = [
             sys.executable, "-m", "magnet", "serve", str(torrent),
             "--host", "127.0.0.1", "--port", str(port), "--no-trackers",

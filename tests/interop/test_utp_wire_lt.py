@@ -9,7 +9,6 @@ session teardown is slower with it); the sessions here switch it back on, or tur
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ import pytest
 from magnet.torrentfile import info_span, parse_torrent
 from tests.interop.conftest import require_libtorrent
 from tests.interop.magnetar_cli import run_resolve
+from tests.interop.ports import free_tcp_udp_port
 
 if TYPE_CHECKING:
     from tests.interop.ltswarm import LtNode, LtSwarm, TorrentSpec
@@ -115,21 +115,6 @@ def test_utp_only_resolve_of_a_tcp_only_seed_fails_clearly(
 # --- libtorrent clients against what `magnetar serve` runs ---------------------------------
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port number free for both TCP and UDP on ``host`` (as `magnetar serve --port`)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-            return port
-    raise OSError("no port free for both TCP and UDP")
-
-
 @pytest.fixture
 def transports_served(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The transport of every connection `magnet.io.serve` accepts, in order."""
@@ -158,7 +143,7 @@ def serve_and_fetch(
     from tests.interop.ltswarm import LtNode
 
     meta = parse_torrent(spec.torrent)
-    port = free_port()
+    port = free_tcp_udp_port()
 
     async def main() -> list[float]:
         stop = asyncio.Event()
