@@ -20,10 +20,11 @@ import pytest
 import magnet.io.serve as serve_mod
 from dht.io.node import Node
 from magnet.metadata import METADATA_PIECE
-from magnet.peerwire import NEED_DATA, ExtHandshake, MetadataData, MetadataReject, PeerConnection
+from magnet.peerwire import NEED_DATA, MetadataData, MetadataReject, PeerConnection
 from magnet.service import MAX_PIECES_PER_READ, MetadataService, PeerState
 from magnet.torrentfile import parse_info
 from tests.magnet.fakepeers import info_hash, make_info
+from tests.magnet.metadata_client import fetch_metadata
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,26 +57,7 @@ async def honest_fetch(port: int, info: bytes = INFO, source: str = "127.0.0.1")
     """An honest client: handshake, extension handshake, every piece; the info dict back."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     try:
-        conn = PeerConnection(info_hash(info), os.urandom(20))
-        writer.write(conn.send_handshake() + conn.send_ext_handshake())
-        pieces: dict[int, bytes] = {}
-        size = 0
-        while not size or len(pieces) * METADATA_PIECE < size:
-            data = await asyncio.wait_for(reader.read(65536), 10)
-            assert data, "server hung up on an honest client"
-            conn.receive_data(data)
-            while (ev := conn.next_event()) is not NEED_DATA:
-                if isinstance(ev, ExtHandshake):
-                    size = ev.metadata_size or 0
-                    writer.write(
-                        b"".join(
-                            conn.send_metadata_request(i)
-                            for i in range(-(-size // METADATA_PIECE))
-                        )
-                    )
-                elif isinstance(ev, MetadataData):
-                    pieces[ev.piece] = ev.data
-        return b"".join(pieces[i] for i in sorted(pieces))
+        return await fetch_metadata(reader, writer, info_hash(info))
     finally:
         writer.close()
 

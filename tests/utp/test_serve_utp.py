@@ -19,10 +19,11 @@ import magnet.io.serve as serve_mod
 from dht.io.node import Node
 from magnet.io.utp import UtpEndpoint
 from magnet.metadata import METADATA_PIECE
-from magnet.peerwire import NEED_DATA, ExtHandshake, MetadataData, PeerConnection
+from magnet.peerwire import NEED_DATA, PeerConnection
 from magnet.torrentfile import parse_info
 from magnet.utp import State
 from tests.magnet.fakepeers import info_hash, make_info
+from tests.magnet.metadata_client import fetch_metadata
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,26 +63,9 @@ async def utp_fetch(port: int, source: str = "127.0.0.1") -> bytes:
     endpoint = await UtpEndpoint.create(source, 0)
     try:
         reader, writer = await endpoint.open_connection("127.0.0.1", port, timeout=5)
-        conn = PeerConnection(info_hash(INFO), os.urandom(20))
-        writer.write(conn.send_handshake() + conn.send_ext_handshake())
-        pieces: dict[int, bytes] = {}
-        size = 0
-        while not size or len(pieces) * METADATA_PIECE < size:
-            data = await asyncio.wait_for(reader.read(65536), 10)
-            assert data, "server hung up on an honest client"
-            conn.receive_data(data)
-            while (ev := conn.next_event()) is not NEED_DATA:
-                if isinstance(ev, ExtHandshake):
-                    size = ev.metadata_size or 0
-                    writer.write(
-                        b"".join(
-                            conn.send_metadata_request(i) for i in range(-(-size // METADATA_PIECE))
-                        )
-                    )
-                elif isinstance(ev, MetadataData):
-                    pieces[ev.piece] = ev.data
+        info = await fetch_metadata(reader, writer, info_hash(INFO))
         writer.close()
-        return b"".join(pieces[i] for i in sorted(pieces))
+        return info
     finally:
         endpoint.close()
 
